@@ -1,0 +1,87 @@
+"""``load_model``: a trained autoencoder that takes and returns frames as Procgen emits them."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gym_autoencoder.checkpoint import load_checkpoint
+from gym_autoencoder.errors import CheckpointError
+from gym_autoencoder.inference import build_frame_encoder
+from gym_autoencoder.preprocessing import frames_to_tensor, tensor_to_frames
+from model_stubs import MODEL_NAMES, BaseAutoencoder
+
+SHIPPED_PACKAGE = "gym_autoencoder.checkpoints"
+
+
+def shipped_checkpoint_path(architecture: str) -> Path:
+    """The path of the checkpoint shipped for ``architecture`` inside the installed package."""
+    if architecture not in MODEL_NAMES:
+        raise CheckpointError(
+            f"no shipped model called {architecture!r}; choose one of {', '.join(MODEL_NAMES)} "
+            "or pass a checkpoint path"
+        )
+    path = Path(str(resources.files(SHIPPED_PACKAGE) / f"{architecture.lower()}.pt"))
+    if not path.is_file():
+        raise CheckpointError(
+            f"the shipped {architecture} checkpoint is missing from {path.parent}; "
+            "reinstall gym_autoencoder or pass a checkpoint path"
+        )
+    return path
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when present, else CPU; anything else is taken as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class FrameAutoencoder(nn.Module):
+    """A trained model in eval mode, with numpy helpers over uint8 (N, 64, 64, 3) RGB frames.
+
+    ``model`` is the plain architecture module; ``encode`` runs the fast inference path.
+    """
+
+    def __init__(
+        self, model: BaseAutoencoder, metadata: dict[str, Any], device: str | torch.device = "cpu"
+    ) -> None:
+        super().__init__()
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.metadata = metadata
+        self.architecture = type(model).__name__
+        self.encoding_shape: tuple[int, ...] = tuple(model.encoding_shape)
+        self._encode = build_frame_encoder(self.model, self.device)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(x)
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """float32 (N, *encoding_shape) encodings of uint8 RGB frames."""
+        return self._encode(frames)
+
+    def reconstruct(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB reconstructions of uint8 RGB frames."""
+        with torch.inference_mode():
+            return tensor_to_frames(self.model.reconstruct(frames_to_tensor(frames, self.device)))
+
+
+def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> FrameAutoencoder:
+    """A shipped model by architecture name (``"Conv_Unpool"``, ...) or a checkpoint path.
+
+    >>> model = load_model("Conv_Unpool")  # doctest: +SKIP
+    >>> model.encode(frames).shape  # doctest: +SKIP
+    (N, 32, 6, 6)
+    """
+    name = str(name_or_path)
+    path = shipped_checkpoint_path(name) if name in MODEL_NAMES else Path(name)
+    model, metadata = load_checkpoint(path)
+    return FrameAutoencoder(model, metadata, device)

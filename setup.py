@@ -1,0 +1,44 @@
+"""gym-autoencoder: learned, compact observations for Procgen games."""
+
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+version: dict[str, str] = {}
+exec((HERE / "gym_autoencoder" / "_version.py").read_text(), version)
+
+setup(
+    name="gym-autoencoder",
+    version=version["__version__"],
+    description="Gymnasium environments for Procgen Heist whose observations are autoencoder encodings",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=[
+        "gym_autoencoder",
+        "gym_autoencoder.checkpoints",
+        "model_stubs",
+        "data_generation",
+        "training",
+    ],
+    package_dir={"gym_autoencoder.checkpoints": "checkpoints"},
+    package_data={
+        "gym_autoencoder.checkpoints": ["*.pt", "*.md", "*.png"],
+        "training": ["*.yaml"],
+    },
+    install_requires=[
+        "torch>=2.1,<3",
+        "numpy>=1.24,<2",
+        "gymnasium>=1.0,<2",
+        "procgen-mirror==0.10.7",
+        "torchinfo>=1.8",
+        "opencv-python-headless>=4.8,<4.12",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "stable-baselines3>=2.3"],
+    },
+)

@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gym_autoencoder import frames_to_tensor
+from gym_autoencoder.errors import UnknownModelError
+from model_stubs import MODEL_NAMES, build_model
+
+ENCODING_SHAPES = {
+    "Conv_Unpool": (32, 6, 6),
+    "Conv_Maxpool": (32,),
+    "Conv_Maxpool_Big": (32,),
+    "Conv_No_Bottleneck": (128, 1, 1),
+    "VAE_Paper": (22,),
+    "VAE_Alex": (64,),
+}
+
+
+def make(name: str):
+    torch.manual_seed(0)
+    kwargs = {"perceptual_features": "random"} if name == "VAE_Alex" else {}
+    return build_model(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shapes_and_finite_loss_on_real_frames(name, frames):
+    model = make(name).eval()
+    x = frames_to_tensor(frames)
+    with torch.no_grad():
+        encoding = model.encode(x)
+        output = model(x)
+        losses = model.loss_function(x, output)
+    assert model.encoding_shape == ENCODING_SHAPES[name]
+    assert encoding.shape == (len(frames), *ENCODING_SHAPES[name])
+    assert output["recon"].shape == x.shape
+    assert all(math.isfinite(float(v)) for v in losses.values())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_gradient_step_reduces_the_loss(name, frames):
+    model = make(name).train()
+    x = frames_to_tensor(frames[:16])
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same reparameterisation noise for both evaluations
+        return model.loss_function(x, model(x))["loss"]
+
+    before = loss()
+    optimiser.zero_grad()
+    before.backward()
+    optimiser.step()
+    with torch.no_grad():
+        after = loss()
+    assert float(after) < float(before.detach())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_reconstruct_is_deterministic_in_eval_mode(name, frames):
+    model = make(name).eval()
+    x = frames_to_tensor(frames[:4])
+    with torch.no_grad():
+        assert torch.equal(model.reconstruct(x), model.reconstruct(x))
+
+
+def test_pixel_weights_change_the_loss(frames):
+    model = make("Conv_Maxpool").eval()
+    x = frames_to_tensor(frames[:4])
+    with torch.no_grad():
+        output = model(x)
+        plain = model.loss_function(x, output)["loss"]
+        weight = torch.ones(4, 1, 64, 64)
+        assert torch.allclose(model.loss_function(x, output, weight)["loss"], plain)
+        weight[:, :, :8] = 20.0
+        assert not torch.allclose(model.loss_function(x, output, weight)["loss"], plain)
+
+
+def test_vaes_decode_from_latents_and_unpool_cannot():
+    for name in ("VAE_Paper", "VAE_Alex", "Conv_Maxpool"):
+        model = make(name).eval()
+        z = torch.randn(2, *model.encoding_shape)
+        assert model.decode(z).shape == (2, 3, 64, 64)
+    with pytest.raises(NotImplementedError, match="cannot decode"):
+        make("Conv_Unpool").decode(torch.zeros(1, 32, 6, 6))
+
+
+def test_unknown_model_and_bad_arguments():
+    with pytest.raises(UnknownModelError, match="choose one of: .*Conv_Unpool"):
+        build_model("Conv_Unknown")
+    with pytest.raises(UnknownModelError, match="bad arguments for Conv_Maxpool"):
+        build_model("Conv_Maxpool", latent=3)
