@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 version: dict[str, str] = {}
@@ -16,11 +16,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=[
-        "gym_autoencoder",
+        *find_packages(include=["gym_autoencoder*", "model_stubs*", "data_generation*", "training*"]),
         "gym_autoencoder.checkpoints",
-        "model_stubs",
-        "data_generation",
-        "training",
     ],
     package_dir={"gym_autoencoder.checkpoints": "checkpoints"},
     package_data={

@@ -1,20 +1,34 @@
-"""gym-autoencoder: Procgen environments whose observations are learned autoencoder encodings."""
+"""gym-autoencoder: Procgen environments whose observations are learned autoencoder encodings.
+
+Importing the package registers the Gymnasium ids and nothing heavier: torch,
+the models and Procgen load on first use of the names below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from gym_autoencoder._version import __version__
-from gym_autoencoder.autoencoder import FrameAutoencoder, load_model
-from gym_autoencoder.checkpoint import load_checkpoint, save_checkpoint
 from gym_autoencoder.errors import CheckpointError, FrameFormatError, GymAutoencoderError
-from gym_autoencoder.preprocessing import frames_to_tensor, tensor_to_frames
+from gym_autoencoder.registration import register_envs
 
-__all__ = [
-    "__version__",
-    "CheckpointError",
-    "FrameAutoencoder",
-    "FrameFormatError",
-    "GymAutoencoderError",
-    "frames_to_tensor",
-    "load_checkpoint",
-    "load_model",
-    "save_checkpoint",
-    "tensor_to_frames",
-]
+_LAZY = {
+    "FrameAutoencoder": "gym_autoencoder.autoencoder",
+    "load_model": "gym_autoencoder.autoencoder",
+    "load_checkpoint": "gym_autoencoder.checkpoint",
+    "save_checkpoint": "gym_autoencoder.checkpoint",
+    "frames_to_tensor": "gym_autoencoder.preprocessing",
+    "tensor_to_frames": "gym_autoencoder.preprocessing",
+}
+
+__all__ = ["__version__", "CheckpointError", "FrameFormatError", "GymAutoencoderError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gym_autoencoder' has no attribute {name!r}")
+
+
+register_envs()

@@ -1,27 +1,39 @@
-"""Shared fixtures: real Heist frames from Procgen, made once per test session."""
+"""Shared fixtures: real Heist frames and checkpoints of fresh models, made once per session."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
-from gym_autoencoder.procgen_import import import_procgen
-
-
-def heist_frames(count: int, seed: int = 0, steps: int = 10) -> np.ndarray:
-    """``count`` uint8 (64, 64, 3) Heist frames (memory mode), each after ``steps`` random actions."""
-    procgen = import_procgen()
-    env = procgen.ProcgenGym3Env(
-        num=count, env_name="heist", distribution_mode="memory", start_level=seed,
-        num_levels=0, rand_seed=seed, use_backgrounds=False,
-    )
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        env.act(rng.integers(0, 15, count).astype(np.int32))
-    return env.observe()[1]["rgb"].copy()
+from gym_autoencoder import save_checkpoint
+from gym_autoencoder.registration import ENV_ARCHITECTURES
+from tests.helpers import fresh_model, heist_frames
 
 
 @pytest.fixture(scope="session")
 def frames() -> np.ndarray:
     """32 real Heist frames."""
     return heist_frames(32)
+
+
+@pytest.fixture(scope="session")
+def env_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A checkpoint of a freshly initialised model for each env id (independent of the shipped ones)."""
+    directory = tmp_path_factory.mktemp("env_checkpoints")
+    paths = {}
+    for env_id, architecture in ENV_ARCHITECTURES.items():
+        paths[env_id] = directory / f"{architecture.lower()}.pt"
+        save_checkpoint(paths[env_id], fresh_model(architecture))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Batch-1 inference on a shared 2-core machine is fastest (by far, under load) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

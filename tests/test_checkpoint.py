@@ -1,23 +1,18 @@
-import pickle
-
 import numpy as np
 import pytest
 import torch
 
 import gym_autoencoder
 from gym_autoencoder import CheckpointError, frames_to_tensor, load_checkpoint, load_model, save_checkpoint
-from model_stubs import MODEL_NAMES, build_model
+from model_stubs import MODEL_NAMES
+from tests.helpers import fresh_model
 
 
-def make(name: str):
-    torch.manual_seed(0)
-    kwargs = {"perceptual_features": "random"} if name == "VAE_Alex" else {}
-    return build_model(name, **kwargs).eval()
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_round_trip_keeps_weights_outputs_and_metadata(name, frames, tmp_path):
-    model = make(name)
+    model = fresh_model(name).eval()
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, {"data": "test frames", "metrics": {"psnr": 30.5}})
     loaded, metadata = load_checkpoint(path, expected_architecture=name)
@@ -33,7 +28,7 @@ def test_round_trip_keeps_weights_outputs_and_metadata(name, frames, tmp_path):
 
 
 def test_save_leaves_no_temporary_files(tmp_path):
-    save_checkpoint(tmp_path / "a.pt", make("Conv_Maxpool"))
+    save_checkpoint(tmp_path / "a.pt", fresh_model("Conv_Maxpool"))
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
 
 
@@ -44,7 +39,7 @@ def test_missing_file(tmp_path):
 
 def test_truncated_file(tmp_path):
     path = tmp_path / "model.pt"
-    save_checkpoint(path, make("Conv_Maxpool"))
+    save_checkpoint(path, fresh_model("Conv_Maxpool"))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
@@ -60,7 +55,7 @@ def test_garbage_file(tmp_path):
 
 def test_plain_state_dict_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "state.pt"
-    torch.save(make("Conv_Maxpool").state_dict(), path)
+    torch.save(fresh_model("Conv_Maxpool").state_dict(), path)
     with pytest.raises(CheckpointError, match="not a gym_autoencoder checkpoint"):
         load_checkpoint(path)
 
@@ -80,14 +75,14 @@ def test_pickled_code_is_refused_not_run(tmp_path, capsys):
 
 def test_checkpoint_of_another_architecture(tmp_path):
     path = tmp_path / "model.pt"
-    save_checkpoint(path, make("Conv_Maxpool"))
+    save_checkpoint(path, fresh_model("Conv_Maxpool"))
     with pytest.raises(CheckpointError, match="holds a Conv_Maxpool model, expected Conv_Unpool"):
         load_checkpoint(path, expected_architecture="Conv_Unpool")
 
 
 def test_weights_that_do_not_fit(tmp_path):
     path = tmp_path / "model.pt"
-    save_checkpoint(path, make("Conv_Maxpool"))
+    save_checkpoint(path, fresh_model("Conv_Maxpool"))
     payload = torch.load(path, weights_only=True)
     payload["architecture"] = "Conv_Maxpool_Big"
     torch.save(payload, path)
@@ -96,7 +91,7 @@ def test_weights_that_do_not_fit(tmp_path):
 
 
 def test_load_model_from_a_path_encodes_and_reconstructs_numpy_frames(frames, tmp_path):
-    model = make("VAE_Paper")
+    model = fresh_model("VAE_Paper").eval()
     path = tmp_path / "vae.pt"
     save_checkpoint(path, model)
     loaded = load_model(path)

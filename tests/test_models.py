@@ -7,6 +7,7 @@ import torch
 from gym_autoencoder import frames_to_tensor
 from gym_autoencoder.errors import UnknownModelError
 from model_stubs import MODEL_NAMES, build_model
+from tests.helpers import fresh_model
 
 ENCODING_SHAPES = {
     "Conv_Unpool": (32, 6, 6),
@@ -18,15 +19,11 @@ ENCODING_SHAPES = {
 }
 
 
-def make(name: str):
-    torch.manual_seed(0)
-    kwargs = {"perceptual_features": "random"} if name == "VAE_Alex" else {}
-    return build_model(name, **kwargs)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_shapes_and_finite_loss_on_real_frames(name, frames):
-    model = make(name).eval()
+    model = fresh_model(name).eval()
     x = frames_to_tensor(frames)
     with torch.no_grad():
         encoding = model.encode(x)
@@ -40,7 +37,7 @@ def test_shapes_and_finite_loss_on_real_frames(name, frames):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_a_gradient_step_reduces_the_loss(name, frames):
-    model = make(name).train()
+    model = fresh_model(name).train()
     x = frames_to_tensor(frames[:16])
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -59,14 +56,14 @@ def test_a_gradient_step_reduces_the_loss(name, frames):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_reconstruct_is_deterministic_in_eval_mode(name, frames):
-    model = make(name).eval()
+    model = fresh_model(name).eval()
     x = frames_to_tensor(frames[:4])
     with torch.no_grad():
         assert torch.equal(model.reconstruct(x), model.reconstruct(x))
 
 
 def test_pixel_weights_change_the_loss(frames):
-    model = make("Conv_Maxpool").eval()
+    model = fresh_model("Conv_Maxpool").eval()
     x = frames_to_tensor(frames[:4])
     with torch.no_grad():
         output = model(x)
@@ -79,11 +76,11 @@ def test_pixel_weights_change_the_loss(frames):
 
 def test_vaes_decode_from_latents_and_unpool_cannot():
     for name in ("VAE_Paper", "VAE_Alex", "Conv_Maxpool"):
-        model = make(name).eval()
+        model = fresh_model(name).eval()
         z = torch.randn(2, *model.encoding_shape)
         assert model.decode(z).shape == (2, 3, 64, 64)
     with pytest.raises(NotImplementedError, match="cannot decode"):
-        make("Conv_Unpool").decode(torch.zeros(1, 32, 6, 6))
+        fresh_model("Conv_Unpool").decode(torch.zeros(1, 32, 6, 6))
 
 
 def test_unknown_model_and_bad_arguments():

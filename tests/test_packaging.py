@@ -44,7 +44,8 @@ def test_wheel_holds_every_package_and_the_shipped_data(tmp_path):
     (wheel,) = tmp_path.glob("gym_autoencoder-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("gym_autoencoder/__init__.py", "gym_autoencoder/checkpoints/__init__.py",
-                   "model_stubs/__init__.py", "data_generation/__init__.py", "training/__init__.py"):
+                   "gym_autoencoder/envs/__init__.py", "model_stubs/__init__.py", "data_generation/__init__.py",
+                   "training/__init__.py"):
         assert module in names
     shipped = {p.name for p in (ROOT / "checkpoints").glob("*.pt")}
     assert {n.rsplit("/", 1)[-1] for n in names if n.startswith("gym_autoencoder/checkpoints/")} >= shipped

@@ -1,0 +1,49 @@
+"""The autoencoder an environment encodes with: a shipped model or a checkpoint, checked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from gym_autoencoder.autoencoder import FrameAutoencoder, resolve_device, shipped_checkpoint_path
+from gym_autoencoder.checkpoint import load_checkpoint
+from gym_autoencoder.envs.errors import EnvOptionError
+from model_stubs import MODEL_NAMES, model_class
+
+
+def checkpoint_path(architecture: str | None, checkpoint: str | os.PathLike | None) -> Path:
+    """The file to load: ``checkpoint`` (a path or a shipped model's name), else ``architecture``'s shipped one."""
+    if checkpoint is None:
+        if architecture is None:
+            raise EnvOptionError(
+                "this environment needs checkpoint=PATH (a .pt file from save_checkpoint) "
+                f"or the name of a shipped model ({', '.join(MODEL_NAMES)})"
+            )
+        return shipped_checkpoint_path(architecture)
+    name = str(checkpoint)
+    if name in MODEL_NAMES:
+        return shipped_checkpoint_path(name)
+    path = Path(checkpoint)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        model_class(name)  # a bare word that is no file: raise the unknown-model error
+    return path
+
+
+def load_env_autoencoder(
+    architecture: str | None, checkpoint: str | os.PathLike | None, device: str
+) -> FrameAutoencoder:
+    """The autoencoder, in eval mode on ``device``; a checkpoint of another architecture is refused."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EnvOptionError(f"device={device!r} but CUDA is not available here; pass device='auto' or 'cpu'")
+    model, metadata = load_checkpoint(checkpoint_path(architecture, checkpoint), architecture)
+    return FrameAutoencoder(model, metadata, resolved)
+
+
+def encoding_space(autoencoder: FrameAutoencoder) -> spaces.Box:
+    """The observation space of one environment: float32 encodings of the model's shape."""
+    return spaces.Box(-np.inf, np.inf, shape=autoencoder.encoding_shape, dtype=np.float32)
