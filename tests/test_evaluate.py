@@ -1,0 +1,98 @@
+"""training/evaluate.py: standalone evaluation, label-based metrics, VAE and Conv_Unpool extras."""
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from gym_autoencoder import load_checkpoint, save_checkpoint
+from model_stubs import build_model
+from tests.test_training_data import copy_frames, write_dataset
+from training.autoencoder_training import main as train_main
+from training.evaluate import evaluate_run, main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FAST = {"video_frames": 6, "timing_repeats": 2, "timing_warmup": 0, "vae_samples": 6, "latent_walk_steps": 4}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Real frames with their emulator labels."""
+    return write_dataset(tmp_path_factory.mktemp("data"), 24, 48)
+
+
+@pytest.fixture(scope="module")
+def unlabelled_dir(data_dir, tmp_path_factory) -> Path:
+    return copy_frames(data_dir, tmp_path_factory.mktemp("unlabelled"))
+
+
+def untrained_run(run_dir: Path, name: str, data_dir: Path, **arch) -> Path:
+    """A run directory holding only an untrained checkpoint that names its data."""
+    torch.manual_seed(0)
+    model = build_model(name, **arch)
+    save_checkpoint(run_dir / f"{run_dir.name}.pt", model, {"data": {"dir": str(data_dir)}})
+    return run_dir
+
+
+def test_standalone_evaluation_of_a_trained_run(data_dir, tmp_path, capsys):
+    assert train_main(["--model", "VAE_Paper", "--epochs", "1", "--batch-size", "8", "--skip-evaluation",
+                       "--data-dir", str(data_dir), "--save-dir", str(tmp_path)]) == 0
+    run = tmp_path / "VAE_Paper"
+    assert not (run / "metrics.json").exists()
+    assert main([str(run), "--timing-repeats", "2", "--video-frames", "5"]) == 0
+    assert "VAE_Paper: test MSE" in capsys.readouterr().out
+    values = json.loads((run / "metrics.json").read_text())
+    assert values["training"]["epochs_trained"] == 1 and values["training"]["stop_reason"] == "epochs"
+    assert int(cv2.VideoCapture(str(run / "reconstruction.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    samples = cv2.imread(str(run / "vae_samples.png"))
+    walk = cv2.imread(str(run / "latent_walk.png"))
+    assert samples.shape == (8 * 128, 8 * 128, 3)  # the recipe's 64 samples, 8 a row, shown 2x
+    assert walk.shape == (128, 12 * 128, 3)  # input, 10 decoded steps, input
+    _, metadata = load_checkpoint(run / "VAE_Paper.pt")
+    assert metadata["metrics"]["test"] == values["test"]
+
+
+def test_label_based_metrics_when_the_test_set_has_labels(data_dir, tmp_path):
+    run = untrained_run(tmp_path / "probe", "Conv_Maxpool", data_dir)
+    values = evaluate_run(run, evaluation=FAST)
+    fidelity = values["object_fidelity"]
+    assert set(fidelity["per_class"]) == {"blue_key", "green_key", "red_key", "blue_lock", "green_lock",
+                                          "red_lock", "gem"}
+    assert sum(entry["objects"] for entry in fidelity["per_class"].values()) > 0
+    assert 0 <= fidelity["mean"] <= 1 and fidelity["threshold"] == 0.15
+    for probe in ("latent_probe", "pixel_probe"):
+        accuracies = [a for a in values[probe]["balanced_accuracy"].values() if a is not None]
+        assert accuracies and all(0 <= a <= 1 for a in accuracies)
+        assert values[probe]["mean"] == pytest.approx(np.mean(accuracies))
+    with np.load(run / "metrics.npz") as arrays:
+        assert arrays["object_errors"].shape == (48, 7)
+        assert arrays["latent_probe"].shape == (7,)
+    assert values["training"]["history"] is None and not (run / "loss_curve.png").exists()
+
+
+def test_conv_unpool_without_labels_reports_psnr_with_the_latent_zeroed(unlabelled_dir, tmp_path):
+    run = untrained_run(tmp_path / "unpool", "Conv_Unpool", unlabelled_dir)
+    values = evaluate_run(run, evaluation=FAST)
+    assert math.isfinite(values["test"]["psnr_zeroed_latent_db"])
+    for key in ("object_fidelity", "latent_probe", "pixel_probe"):
+        assert values[key] == {"absent": "no test_labels.npz next to the test frames (test split)"}
+    assert json.loads((run / "metrics.json").read_text())["object_fidelity"] == values["object_fidelity"]
+
+
+def test_evaluating_another_checkpoint_leaves_it_unchanged(data_dir, tmp_path):
+    source = untrained_run(tmp_path / "source", "Conv_Maxpool", data_dir) / "source.pt"
+    before = source.read_bytes()
+    assert main([str(tmp_path / "report"), "--checkpoint", str(source), "--video-frames", "3",
+                 "--timing-repeats", "1"]) == 0
+    assert (tmp_path / "report" / "metrics.json").is_file()
+    assert source.read_bytes() == before
+
+
+def test_a_directory_without_a_run_gives_one_clear_error(tmp_path, capsys):
+    assert main([str(tmp_path / "nothing")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "holds no run: nothing.pt is missing" in error

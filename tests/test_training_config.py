@@ -1,0 +1,70 @@
+"""training/config.py: the shipped YAML as schema, per-model settings, precedence, resumption."""
+
+from pathlib import Path
+
+import pytest
+
+from model_stubs import MODEL_NAMES
+from training.autoencoder_training import build, parse_arch
+from training.config import (
+    ConfigError,
+    apply_resume_overrides,
+    default_config,
+    load_config,
+    merge_config,
+    resolve_recipe,
+)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_shipped_recipe_of_every_model_builds_on_this_machine(name):
+    recipe = resolve_recipe(default_config(), name)
+    model = build(name, recipe)
+    assert type(model).__name__ == name and model.config == {**model.config, **recipe["arch"]}
+
+
+def test_per_model_settings_apply_to_that_model_and_the_command_line_wins(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("learning_rate: 3e-4\nmodels:\n  VAE_Paper:\n    learning_rate: 0.01\n"
+                    "    arch: {kl_weight: 0.001}\n")
+    config = load_config(path)
+    # YAML reads "3e-4" as text; the config takes it as the number it means
+    assert resolve_recipe(config, "Conv_Maxpool")["learning_rate"] == 3e-4
+    vae = resolve_recipe(config, "VAE_Paper")
+    assert vae["learning_rate"] == 0.01 and vae["arch"] == {"kl_weight": 0.001, "recon_loss": "l4"}
+    given = resolve_recipe(config, "VAE_Paper", {"learning_rate": 0.02, "evaluation": {"video_frames": 5}},
+                           parse_arch(["recon_loss=mse"]))
+    assert given["learning_rate"] == 0.02 and given["arch"]["recon_loss"] == "mse"
+    assert given["evaluation"]["video_frames"] == 5 and given["evaluation"]["video_fps"] == 10
+
+
+def test_relative_paths_are_taken_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = resolve_recipe(default_config(), "Conv_Unpool", {"data_dir": "here/data"})
+    assert Path(recipe["data_dir"]) == tmp_path / "here" / "data"
+    assert Path(recipe["save_dir"]) == tmp_path / "runs"
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"batch_size": True}, "batch_size must be int"),
+    ({"batch_size": 2.5}, "batch_size must be int"),
+    ({"learning_rate": "fast"}, "learning_rate must be float"),
+    ({"device": "tpu"}, "device must be auto, cpu, or cuda"),
+    ({"evaluation": {"frames": 3}}, "unknown setting 'frames' in evaluation"),
+    ({"models": {"Conv_Big": {}}}, "unknown setting 'Conv_Big' in models"),
+    ({"generate": 5}, "generate in here must be a mapping"),
+])
+def test_bad_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        merge_config(default_config(), override, "here")
+
+
+def test_a_resumed_run_may_change_its_schedule_length_but_not_its_recipe():
+    stored = resolve_recipe(default_config(), "VAE_Paper")
+    same_batch = stored["batch_size"]
+    resumed = apply_resume_overrides(stored, {"epochs": 500, "learning_rate": 1e-4, "batch_size": same_batch})
+    assert resumed["epochs"] == 500 and resumed["learning_rate"] == 1e-4
+    with pytest.raises(ConfigError, match="object_pixel_weight"):
+        apply_resume_overrides(stored, {"object_pixel_weight": 10.0})
+    with pytest.raises(ConfigError, match="arch"):
+        apply_resume_overrides(stored, {}, {"kl_weight": 1.0})

@@ -1,0 +1,89 @@
+"""training/data.py, and ``write_dataset``: the small real data sets the training tests use."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_generation.sample_generator_heist_basic import generate_basic_dataset
+from training.data import DataError, PixelWeights, epoch_batches, open_dataset, pixel_weights
+
+FRAME_FILES = ("training_samples.npy", "test_samples.npy")
+
+
+def write_dataset(directory: Path, train: int, test: int) -> Path:
+    """A labelled data set of real Heist frames from the basic generator: ``train`` + ``test`` frames."""
+    fraction = test / (train + test)
+    generate_basic_dataset(directory, train + test, seed=0, test_fraction=fraction, progress=False)
+    return directory
+
+
+def copy_frames(source: Path, directory: Path) -> Path:
+    """The frames of ``source`` without its labels."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in FRAME_FILES:
+        (directory / name).write_bytes((source / name).read_bytes())
+    return directory
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data"), 40, 12)
+
+
+def test_batches_cover_every_frame_once_are_sorted_and_depend_on_seed_and_epoch():
+    batches = epoch_batches(103, 16, seed=3, epoch=2)
+    assert [len(b) for b in batches] == [16] * 6 + [7]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(103))
+    assert all(np.all(np.diff(b) > 0) for b in batches)
+    again = epoch_batches(103, 16, seed=3, epoch=2)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    assert not np.array_equal(batches[0], epoch_batches(103, 16, seed=3, epoch=3)[0])
+    assert not np.array_equal(batches[0], epoch_batches(103, 16, seed=4, epoch=2)[0])
+
+
+def test_frames_are_memory_mapped_and_batches_use_the_one_data_path(data_dir):
+    dataset = open_dataset(data_dir)
+    assert isinstance(dataset.train.frames, np.memmap)
+    assert (len(dataset.train), len(dataset.test)) == (40, 12)
+    batch = dataset.train.batch(np.array([3, 7]), torch.device("cpu"))
+    expected = torch.from_numpy(np.load(data_dir / "training_samples.npy")[[3, 7]]).permute(0, 3, 1, 2) / 255
+    assert torch.equal(batch, expected)
+    description = dataset.describe()
+    assert description["train_frames"] == 40 and description["test_frames"] == 12 and description["labels"]
+    assert description["levels"]["shared"] == 0 and description["levels"]["train"] > 1
+
+
+def test_missing_data_names_the_file(tmp_path):
+    with pytest.raises(DataError, match=r"training_samples\.npy does not exist; point --data-dir at"):
+        open_dataset(tmp_path)
+
+
+def test_frames_of_the_wrong_type_are_refused(tmp_path):
+    np.save(tmp_path / "training_samples.npy", np.zeros((4, 64, 64, 3), dtype=np.float32))
+    np.save(tmp_path / "test_samples.npy", np.zeros((4, 64, 64, 3), dtype=np.uint8))
+    with pytest.raises(DataError, match="training_samples.npy: frames must be uint8"):
+        open_dataset(tmp_path)
+
+
+def test_labels_of_another_length_are_refused(data_dir, tmp_path):
+    copy_frames(data_dir, tmp_path)
+    np.savez(tmp_path / "training_labels.npz", object_mask=np.zeros((39, 64, 64), np.uint8))
+    with pytest.raises(DataError, match="39 rows of 'object_mask' for 40 frames"):
+        open_dataset(tmp_path).train.label("object_mask")
+
+
+def test_object_pixels_are_weighted_up(data_dir):
+    dataset = open_dataset(data_dir)
+    assert pixel_weights(dataset.train, 1.0) is None
+    weights = PixelWeights(dataset.train, 10.0).batch(np.arange(40), torch.device("cpu"))
+    objects = np.load(data_dir / "training_labels.npz")["object_mask"] > 0
+    assert objects.any() and not objects.all()
+    assert weights.shape == (40, 1, 64, 64)
+    assert np.array_equal(weights[:, 0].numpy(), np.where(objects, 10.0, 1.0))
+
+
+def test_weighting_without_labels_says_what_is_missing(data_dir, tmp_path):
+    with pytest.raises(DataError, match="object_pixel_weight 5.0 needs object_mask labels"):
+        pixel_weights(open_dataset(copy_frames(data_dir, tmp_path)).train, 5.0)

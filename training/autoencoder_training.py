@@ -1,0 +1,211 @@
+"""Train (and then evaluate) the autoencoders: ``python training/autoencoder_training.py --help``.
+
+Hyperparameters come from ``training_hyperparameters.yaml`` next to this file, a file given
+with ``--config`` over it, and command-line flags over both. A run writes into
+``SAVE_DIR/RUN/``: the best model ``RUN.pt``, the resumable state ``checkpoints/last.pt``
+and, after training, the evaluation reports (see ``training/evaluate.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from gym_autoencoder.autoencoder import resolve_device
+from gym_autoencoder.errors import GymAutoencoderError
+from model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
+from training.config import (
+    SECTIONS,
+    ConfigError,
+    apply_resume_overrides,
+    default_config,
+    load_config,
+    merge_config,
+    resolve_recipe,
+    scalar_keys,
+)
+from training.data import data_present, generate_data, missing_data_error, open_dataset
+from training.evaluate import evaluate_run
+from training.loop import NonFiniteLossError, TrainingState, read_state, say, train
+
+DEFAULT_MODEL = "Conv_Unpool"
+ALIASES = {"learning_rate": ["--lr"], "early_stopping_patience": ["--patience"]}
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _flag_type(default: Any) -> type:
+    return float if isinstance(default, float) else type(default)
+
+
+def build_parser(defaults: dict) -> argparse.ArgumentParser:
+    """Flags for the run plus one flag per hyperparameter of the shipped YAML."""
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False,
+        prog="autoencoder_training.py",
+        description="Train autoencoders on Heist frames, then evaluate them. "
+        "Every hyperparameter of training_hyperparameters.yaml has a flag.",
+    )
+    run = parser.add_argument_group("run")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--model", choices=MODEL_NAMES,
+                       help=f"architecture to train (default {DEFAULT_MODEL})")
+    which.add_argument("--all", action="store_true", help="train the six architectures in turn")
+    run.add_argument("--name", help="run name: the folder under SAVE_DIR (default: the model name; "
+                     "with --all a prefix, RUN_MODEL)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run from its last completed epoch (or start it if it has none)")
+    run.add_argument("--config", help="YAML file whose settings replace the shipped ones")
+    run.add_argument("--generate-data", action="store_true",
+                     help="create the data set first if the data files are missing")
+    run.add_argument("--skip-evaluation", action="store_true",
+                     help="train only; evaluate later with: python training/evaluate.py RUN_DIR")
+    run.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
+                     help="architecture argument, e.g. --arch kl_weight=0.001 (repeatable)")
+    settings = parser.add_argument_group("hyperparameters (override the YAML)")
+    for key in scalar_keys(defaults):
+        flags = ["--" + key.replace("_", "-"), *ALIASES.get(key, [])]
+        settings.add_argument(*flags, dest=f"set:{key}", type=_flag_type(defaults[key]),
+                              metavar=key.upper(), help=f"default {defaults[key]!r}")
+    for section in SECTIONS:
+        for key, value in defaults[section].items():
+            settings.add_argument(f"--{section}-{key.replace('_', '-')}", dest=f"set:{section}:{key}",
+                                  type=_flag_type(value), metavar=key.upper(), help=f"default {value!r}")
+    return parser
+
+
+def command_line_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameters given as flags, nested like the YAML."""
+    settings: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if not dest.startswith("set:") or value is None:
+            continue
+        path = dest.split(":")[1:]
+        if len(path) == 1:
+            settings[path[0]] = value
+        else:
+            settings.setdefault(path[0], {})[path[1]] = value
+    return settings
+
+
+def parse_arch(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as constructor arguments, values read as YAML scalars."""
+    arch = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--arch takes KEY=VALUE, got {pair!r}; e.g. --arch kl_weight=0.001")
+        value = yaml.safe_load(text)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        arch[key] = value
+    return arch
+
+
+def build(model_name: str, recipe: dict[str, Any]) -> BaseAutoencoder:
+    """The architecture with the recipe's arguments, seeded so that initial weights are reproducible."""
+    torch.manual_seed(recipe["seed"])
+    try:
+        return build_model(model_name, **recipe["arch"])
+    except ValueError as err:
+        raise ConfigError(f"bad architecture arguments for {model_name}: {err}") from None
+
+
+def run_one(
+    config: dict, model_name: str, run: str, overrides: dict[str, Any], arch: dict[str, Any],
+    resume: bool, generate: bool, evaluate: bool = True,
+) -> None:
+    """Train (or continue) run ``run`` of ``model_name`` and evaluate its best model."""
+    recipe = resolve_recipe(config, model_name, overrides, arch)
+    run_dir = Path(recipe["save_dir"]) / run
+    state_path = run_dir / "checkpoints" / "last.pt"
+    payload = None
+    if state_path.is_file():
+        if not resume:
+            raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, "
+                              "or choose a new --name")
+        payload = read_state(state_path)
+        if payload["architecture"] != model_name:
+            raise ConfigError(f"{run_dir} holds a {payload['architecture']} run, not {model_name}; "
+                              "choose another --name")
+        recipe = apply_resume_overrides(payload["recipe"], overrides, arch)
+        state = TrainingState(**payload["state"])
+        if state.stop_reason(recipe) and (not evaluate or (run_dir / "metrics.json").is_file()):
+            say(f"{run}: already complete ({state.epoch} epochs, {state.stop_reason(recipe)}); nothing to do")
+            return
+        say(f"{run}: resuming after epoch {state.epoch}")
+    elif resume:
+        say(f"{run}: nothing to resume in {run_dir}; starting a new run")
+    if not data_present(recipe["data_dir"]):
+        if not generate:
+            raise missing_data_error(recipe["data_dir"], recipe["generate"], recipe["seed"])
+        say(f"generating {recipe['generate']['num_samples']} frames into {recipe['data_dir']}")
+        generate_data(recipe["data_dir"], recipe["generate"], recipe["seed"])
+    dataset = open_dataset(recipe["data_dir"])
+    device = resolve_device(recipe["device"])
+    if recipe["threads"]:
+        torch.set_num_threads(recipe["threads"])
+    model = build(model_name, recipe)
+    metadata = {"run": run, "recipe": recipe, "data": dataset.describe()}
+    say(f"{run}: {model_name} on {device}, {len(dataset.train)} training and "
+          f"{len(dataset.test)} test frames from {dataset.directory}")
+    state = train(model, recipe, dataset, run_dir, metadata, device, payload)
+    say(f"{run}: training stopped ({state.stop_reason(recipe)}) after {state.epoch} epochs; "
+          f"best test loss {state.best_loss:.6f} at epoch {state.best_epoch}")
+    if not evaluate:
+        return
+    values = evaluate_run(run_dir, device=device)
+    say(f"{run}: test PSNR {values['test']['psnr_db']:.2f} dB, SSIM {values['test']['ssim']:.4f}; "
+          f"reports in {run_dir}")
+
+
+def run_names(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(model, run name) pairs to train."""
+    if args.name is not None and not RUN_NAME.match(args.name):
+        raise ConfigError(f"--name {args.name!r} must be a plain folder name (letters, digits, . _ -)")
+    if args.all:
+        return [(model, f"{args.name}_{model}" if args.name else model) for model in MODEL_NAMES]
+    model = args.model or DEFAULT_MODEL
+    return [(model, args.name or model)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = default_config()
+    args = build_parser(defaults).parse_args(argv)
+    failed = []
+    try:
+        config = load_config(args.config)
+        overrides = command_line_settings(args)
+        merge_config(defaults, overrides, "the command line")
+        arch = parse_arch(args.arch)
+        if arch and args.all:
+            raise ConfigError("--arch applies to one model; give per-model arguments with --all "
+                              "in the models section of a --config file")
+        for model_name, run in run_names(args):
+            try:
+                run_one(config, model_name, run, overrides, arch, args.resume, args.generate_data,
+                        not args.skip_evaluation)
+            except NonFiniteLossError as err:
+                if not args.all:
+                    raise
+                print(f"autoencoder_training.py: error: {run}: {err}", file=sys.stderr)
+                failed.append(run)
+    except GymAutoencoderError as err:
+        print(f"autoencoder_training.py: error: {err}", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"autoencoder_training.py: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Training data: memory-mapped uint8 frames, their labels, mini-batches and per-pixel loss weights.
+
+Frames stay on disk (``np.load(mmap_mode="r")``) and only each mini-batch is read and
+converted by the package's one data path, so a data set need not fit in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gym_autoencoder.errors import FrameFormatError, GymAutoencoderError
+from gym_autoencoder.preprocessing import check_frames, frames_to_tensor
+
+SPLIT_FILES = {
+    "training": ("training_samples.npy", "training_labels.npz"),
+    "test": ("test_samples.npy", "test_labels.npz"),
+}
+
+
+class DataError(GymAutoencoderError, ValueError):
+    """The data files are missing, unreadable or inconsistent."""
+
+
+@dataclass
+class Split:
+    """One split of a data set: frames (memory-mapped) and the path of its labels, if any."""
+
+    name: str
+    frames: np.ndarray
+    labels_path: Path | None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def label(self, key: str) -> np.ndarray | None:
+        """The label array ``key`` (row i labels frame i), or None if the split has no such labels."""
+        if self.labels_path is None:
+            return None
+        with np.load(self.labels_path) as labels:
+            if key not in labels.files:
+                return None
+            array = labels[key]
+        if len(array) != len(self.frames):
+            raise DataError(
+                f"{self.labels_path} holds {len(array)} rows of {key!r} for {len(self.frames)} frames; "
+                "regenerate the data set so that labels and frames match"
+            )
+        return array
+
+    def batch(self, indices: np.ndarray | slice, device: torch.device) -> torch.Tensor:
+        """Frames ``indices`` as a float (B, 3, 64, 64) tensor in [0, 1] on ``device``."""
+        return frames_to_tensor(np.array(self.frames[indices]), device)
+
+
+@dataclass
+class Dataset:
+    directory: Path
+    train: Split
+    test: Split
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records about its data: where, how much, which levels."""
+        info: dict[str, Any] = {
+            "dir": str(self.directory),
+            "train_frames": len(self.train),
+            "test_frames": len(self.test),
+            "labels": self.train.labels_path is not None and self.test.labels_path is not None,
+        }
+        train_seeds, test_seeds = self.train.label("level_seeds"), self.test.label("level_seeds")
+        if train_seeds is not None and test_seeds is not None:
+            train_set, test_set = set(train_seeds.tolist()), set(test_seeds.tolist())
+            info["levels"] = {
+                "train": len(train_set),
+                "test": len(test_set),
+                "shared": len(train_set & test_set),
+            }
+        return info
+
+
+def generator_command(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> str:
+    """The command line of the balanced generator that makes the data set ``--generate-data`` would."""
+    return (
+        f"python -m data_generation.sample_generator_heist --output-dir {data_dir} "
+        f"--num-samples {generate['num_samples']} --test-fraction {generate['test_fraction']} "
+        f"--random-actions {generate['random_actions']} "
+        f"--distribution-mode {generate['distribution_mode']} --seed {seed}"
+    )
+
+
+def missing_data_error(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> DataError:
+    missing = [name for name, _ in SPLIT_FILES.values() if not (Path(data_dir) / name).is_file()]
+    return DataError(
+        f"training data not found: {', '.join(missing)} missing in {data_dir}; create the data set with "
+        f"`{generator_command(data_dir, generate, seed)}`, or add --generate-data to this command, "
+        "or point --data-dir at an existing data set"
+    )
+
+
+def open_split(data_dir: Path, name: str) -> Split:
+    """The split ``name`` ("training" or "test") of the data set in ``data_dir``."""
+    frames_name, labels_name = SPLIT_FILES[name]
+    path = data_dir / frames_name
+    if not path.is_file():
+        raise DataError(
+            f"data not found: {path} does not exist; point --data-dir at a data set holding "
+            f"{' and '.join(frames for frames, _ in SPLIT_FILES.values())}"
+        )
+    try:
+        frames = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path} is not a readable .npy file ({err}); regenerate the data set") from None
+    try:
+        check_frames(frames)
+    except FrameFormatError as err:
+        raise DataError(f"{path}: {err}") from None
+    if len(frames) == 0:
+        raise DataError(f"{path} holds no frames; regenerate the data set with more samples")
+    labels = data_dir / labels_name
+    return Split(name, frames, labels if labels.is_file() else None)
+
+
+def open_dataset(data_dir: str | os.PathLike) -> Dataset:
+    """The data set in ``data_dir``, checked: both frame files present, uint8 (N, 64, 64, 3)."""
+    directory = Path(data_dir)
+    return Dataset(directory, open_split(directory, "training"), open_split(directory, "test"))
+
+
+def data_present(data_dir: str | os.PathLike) -> bool:
+    return all((Path(data_dir) / frames).is_file() for frames, _ in SPLIT_FILES.values())
+
+
+def generate_data(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> None:
+    """Write a balanced, labelled Heist data set into ``data_dir`` (settings: the ``generate`` section)."""
+    from data_generation.sample_generator_heist import generate_balanced_dataset
+
+    generate_balanced_dataset(
+        output_dir=data_dir,
+        num_samples=generate["num_samples"],
+        seed=seed,
+        test_fraction=generate["test_fraction"],
+        random_actions=generate["random_actions"],
+        distribution_mode=generate["distribution_mode"],
+    )
+
+
+def epoch_batches(num_frames: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The mini-batches of one epoch: a permutation drawn from (seed, epoch), each batch sorted.
+
+    Drawing from (seed, epoch) alone makes a resumed run see exactly the batches it would
+    have seen; sorting a batch reads the memory-mapped file front to back.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(num_frames)
+    return [np.sort(order[i : i + batch_size]) for i in range(0, num_frames, batch_size)]
+
+
+class PixelWeights:
+    """Per-pixel loss weights: ``factor`` on key, lock and gem pixels, 1 elsewhere."""
+
+    def __init__(self, split: Split, factor: float) -> None:
+        mask = split.label("object_mask")
+        if mask is None:
+            raise DataError(
+                f"object_pixel_weight {factor} needs object_mask labels for {split.name} frames, "
+                f"but {SPLIT_FILES[split.name][1]} is missing or lacks them; set object_pixel_weight: 1 "
+                "or generate a labelled data set"
+            )
+        self.objects = mask > 0
+        self.factor = factor
+
+    def batch(self, indices: np.ndarray | slice, device: torch.device) -> torch.Tensor:
+        """(B, 1, 64, 64) weights of frames ``indices``."""
+        objects = torch.as_tensor(self.objects[indices], device=device).unsqueeze(1)
+        return 1.0 + (self.factor - 1.0) * objects.float()
+
+
+def pixel_weights(split: Split, factor: float) -> PixelWeights | None:
+    """Loss weights for ``split``, or None for plain MSE (``factor`` 1)."""
+    return None if factor == 1.0 else PixelWeights(split, factor)

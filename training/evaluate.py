@@ -1,0 +1,307 @@
+"""Evaluate a trained run: ``python training/evaluate.py RUN_DIR``.
+
+Reads ``RUN_DIR/RUN.pt`` (the best model) and the test frames it was trained against, and
+writes into RUN_DIR: ``summary.txt``, ``reconstruction.mp4``, ``recon_grid.png``,
+``loss_curve.png``, ``metrics.json``, ``metrics.npz`` and, for the VAEs,
+``vae_samples.png`` and ``latent_walk.png``. The metrics are also stored in the
+metadata of ``RUN.pt``. Metric definitions: see ``training/metrics.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.atomic import atomic_path, atomic_write_text
+from gym_autoencoder.autoencoder import resolve_device
+from gym_autoencoder.checkpoint import load_checkpoint, save_checkpoint
+from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
+from gym_autoencoder.preprocessing import tensor_to_frames
+from model_stubs import BaseAutoencoder, Conv_Unpool
+from model_stubs.vae_base import WorldModelsVAE
+from training import metrics, report
+from training.config import default_config
+from training.data import DataError, Split, open_split
+from training.loop import TrainingState, read_state
+
+
+@dataclass
+class EvaluationPass:
+    """Everything one pass over the test frames yields."""
+
+    mse: list[np.ndarray] = field(default_factory=list)
+    psnr: list[np.ndarray] = field(default_factory=list)
+    ssim: list[np.ndarray] = field(default_factory=list)
+    psnr_zeroed_latent: list[np.ndarray] = field(default_factory=list)
+    object_errors: list[np.ndarray] = field(default_factory=list)
+    encodings: list[np.ndarray] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    inputs: list[np.ndarray] = field(default_factory=list)
+    recons: list[np.ndarray] = field(default_factory=list)
+
+    def stacked(self, name: str) -> np.ndarray | None:
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else None
+
+
+def zeroed_latent_reconstruction(model: Conv_Unpool, x: torch.Tensor) -> torch.Tensor:
+    """Conv_Unpool's output when its 32x6x6 encoding is zeroed: what the pooling indices alone give."""
+    encoding, indices = model.encode_with_indices(x)
+    return model.decode_with_indices(torch.zeros_like(encoding), indices)
+
+
+def evaluation_pass(
+    model: BaseAutoencoder, split: Split, device: torch.device, batch_size: int, keep_frames: int,
+    labels: dict[str, np.ndarray] | None,
+) -> EvaluationPass:
+    """Reconstruct every test frame once and collect the per-frame numbers and encodings."""
+    result = EvaluationPass()
+    with torch.inference_mode():
+        starts = range(0, len(split), batch_size)
+        for start in tqdm(starts, desc="evaluating", unit="batch", disable=None, leave=False):
+            rows = slice(start, start + batch_size)
+            x = split.batch(rows, device)
+            recon = model.reconstruct(x)
+            result.mse.append(metrics.frame_mse(x, recon).cpu().numpy())
+            result.psnr.append(metrics.psnr(x, recon).cpu().numpy())
+            result.ssim.append(metrics.ssim(x, recon).cpu().numpy())
+            result.encodings.append(model.encode(x).flatten(1).float().cpu().numpy())
+            result.pixels.append(metrics.downsampled_pixels(x).cpu().numpy())
+            if isinstance(model, Conv_Unpool):
+                zeroed = zeroed_latent_reconstruction(model, x)
+                result.psnr_zeroed_latent.append(metrics.psnr(x, zeroed).cpu().numpy())
+            if labels is not None:
+                result.object_errors.append(metrics.object_errors(
+                    x, recon, labels["object_mask"][rows], labels["pixel_counts"][rows]
+                ))
+            if start < keep_frames:
+                result.inputs.append(tensor_to_frames(x))
+                result.recons.append(tensor_to_frames(recon))
+    return result
+
+
+def label_arrays(split: Split) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The label arrays the metrics need, or None and the reason they are absent."""
+    if split.labels_path is None:
+        return None, f"no test_labels.npz next to the test frames ({split.name} split)"
+    arrays = {key: split.label(key) for key in ("object_mask", "pixel_counts", "visible")}
+    missing = [key for key, value in arrays.items() if value is None]
+    if missing:
+        return None, f"{split.labels_path} lacks {', '.join(missing)}"
+    return arrays, None
+
+
+def training_history(
+    run_dir: Path, metadata: dict[str, Any]
+) -> tuple[dict[str, list[float]] | None, str | None]:
+    """Loss history of the run (from its training state, else from the checkpoint) and why it stopped."""
+    state_path = run_dir / "checkpoints" / "last.pt"
+    if state_path.is_file():
+        payload = read_state(state_path)
+        return payload["state"]["history"], TrainingState(**payload["state"]).stop_reason(payload["recipe"])
+    return metadata.get("history"), None
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _header(
+    run_dir: Path, model: BaseAutoencoder, metadata: dict[str, Any], history: dict | None
+) -> list[str]:
+    shape = " x ".join(map(str, model.encoding_shape))
+    floats = int(np.prod(model.encoding_shape))
+    data = metadata.get("data", {})
+    lines = [
+        f"run {run_dir.name}: {type(model).__name__}, encoding {shape} = {floats} floats",
+        f"architecture arguments: {dict(model.config)}",
+        f"data: {data.get('dir')} ({data.get('train_frames')} training, "
+        f"{data.get('test_frames')} test frames)",
+    ]
+    if history:
+        lines.append(
+            f"trained {len(history['test_loss'])} epochs; best epoch {metadata.get('epoch')} "
+            f"with test loss {metadata.get('test_loss'):.6f}"
+        )
+    return lines
+
+
+def reconstruction_metrics(model: BaseAutoencoder, result: EvaluationPass) -> tuple[dict, dict]:
+    """Test MSE, PSNR, SSIM (and Conv_Unpool's PSNR from the indices alone), with per-frame arrays."""
+    arrays = {"frame_mse": result.stacked("mse"), "frame_psnr": result.stacked("psnr"),
+              "frame_ssim": result.stacked("ssim")}
+    values = {"mse": float(arrays["frame_mse"].mean()), "psnr_db": float(arrays["frame_psnr"].mean()),
+              "ssim": float(arrays["frame_ssim"].mean())}
+    if isinstance(model, Conv_Unpool):
+        arrays["frame_psnr_zeroed_latent"] = result.stacked("psnr_zeroed_latent")
+        values["psnr_zeroed_latent_db"] = float(arrays["frame_psnr_zeroed_latent"].mean())
+    return values, arrays
+
+
+def label_metrics(result: EvaluationPass, labels: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Object fidelity and the latent and pixel probes, with their arrays."""
+    arrays = {"object_errors": result.stacked("object_errors")}
+    values = {"object_fidelity": metrics.fidelity_summary(arrays["object_errors"], OBJECT_CLASSES)}
+    for key, features, described in (
+        ("latent_probe", result.stacked("encodings"), "standardised encodings"),
+        ("pixel_probe", result.stacked("pixels"), "standardised 16x16 area-averaged pixels"),
+    ):
+        arrays[key] = metrics.logistic_probe(features, labels["visible"])
+        values[key] = metrics.probe_summary(arrays[key], OBJECT_CLASSES, described)
+    return values, arrays
+
+
+def write_vae_views(
+    run_dir: Path, model: WorldModelsVAE, split: Split, mu: torch.Tensor, settings: dict, seed: int
+) -> list[str]:
+    """vae_samples.png and latent_walk.png (from test frame 0 to the test frame whose mean is farthest)."""
+    samples = report.vae_samples(model, mu, settings["vae_samples"], seed)
+    report.save_png(run_dir / "vae_samples.png", report.tile(samples, min(report.GRID_COLUMNS, len(samples))))
+    far = int(torch.linalg.vector_norm(mu - mu[0], dim=1).argmax())
+    walk = report.latent_walk(model, mu[0], mu[far], settings["latent_walk_steps"])
+    strip = np.concatenate([split.frames[[0]], walk, split.frames[[far]]])
+    report.save_png(run_dir / "latent_walk.png", report.tile(strip, len(strip)))
+    return ["vae_samples.png", "latent_walk.png"]
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    checkpoint: str | os.PathLike | None = None,
+    evaluation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the best model of ``run_dir`` (or ``checkpoint``) and write the artefacts there.
+
+    ``evaluation`` overrides settings of the recipe's evaluation section. Returns the metrics.
+    """
+    run_dir = Path(run_dir)
+    own_checkpoint = run_dir / f"{run_dir.name}.pt"
+    if checkpoint is None and not own_checkpoint.is_file():
+        raise CheckpointError(
+            f"{run_dir} holds no run: {own_checkpoint.name} is missing; pass a directory written by "
+            "autoencoder_training.py, or a checkpoint with --checkpoint FILE"
+        )
+    checkpoint = Path(checkpoint or own_checkpoint)
+    model, metadata = load_checkpoint(checkpoint)
+    recipe = metadata.get("recipe", {})
+    settings = {**default_config()["evaluation"], **recipe.get("evaluation", {}), **(evaluation or {})}
+    data_dir = data_dir or metadata.get("data", {}).get("dir")
+    if data_dir is None:
+        raise DataError("the checkpoint does not say which data it was trained on; pass --data-dir")
+    split = open_split(Path(data_dir), "test")
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    labels, labels_absent = label_arrays(split)
+    history, stop_reason = training_history(run_dir, metadata)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    keep = settings["video_frames"]
+    result = evaluation_pass(model, split, device, recipe.get("eval_batch_size", 256), keep, labels)
+    inputs, recons = result.stacked("inputs")[:keep], result.stacked("recons")[:keep]
+    test_values, arrays = reconstruction_metrics(model, result)
+    video = report.write_video(
+        run_dir, inputs, recons, arrays["frame_mse"], settings["video_fps"], settings["video_scale"]
+    )
+    report.write_recon_grid(run_dir / "recon_grid.png", inputs, recons)
+    written = [video.name, "recon_grid.png", "summary.txt", "metrics.json", "metrics.npz"]
+    if history and history["test_loss"]:
+        report.plot_loss_curve(run_dir / "loss_curve.png", history, metadata.get("epoch"))
+        written.append("loss_curve.png")
+        arrays.update({f"history_{key}": np.asarray(series) for key, series in history.items()})
+    if isinstance(model, WorldModelsVAE):
+        mu = torch.as_tensor(result.stacked("encodings"), device=device)
+        written += write_vae_views(run_dir, model, split, mu, settings, recipe.get("seed", 0))
+
+    values: dict[str, Any] = {
+        "run": run_dir.name,
+        "architecture": type(model).__name__,
+        "encoding_shape": list(model.encoding_shape),
+        "checkpoint": str(checkpoint.resolve()),
+        "data": {
+            "dir": str(Path(data_dir).resolve()), "test_frames": len(split), "labels": labels is not None,
+        },
+        "training": {
+            "epochs_trained": len(history["test_loss"]) if history else None,
+            "best_epoch": metadata.get("epoch"),
+            "best_test_loss": metadata.get("test_loss"),
+            "stop_reason": stop_reason,
+            "history": history,
+        },
+        "test": test_values,
+    }
+    if labels is None:
+        absent = {"absent": labels_absent}
+        values.update(object_fidelity=absent, latent_probe=absent, pixel_probe=absent)
+    else:
+        label_values, label_array = label_metrics(result, labels)
+        values.update(label_values)
+        arrays.update(label_array)
+    repeats, warmup = settings["timing_repeats"], settings["timing_warmup"]
+    values["timing_ms_per_frame"] = report.timing(model, split.batch(slice(0, 64), "cpu"), repeats, warmup)
+    values["threads"] = torch.get_num_threads()
+    values["files"] = sorted(written)
+    values = json_ready(values)
+
+    header = _header(run_dir, model, metadata, history)
+    atomic_write_text(run_dir / "summary.txt",
+                      report.summary_text(model, header, values["timing_ms_per_frame"], repeats, warmup))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(values, indent=2) + "\n")
+    with atomic_path(run_dir / "metrics.npz", suffix=".npz") as tmp:
+        np.savez(tmp, class_names=np.array(OBJECT_CLASSES), **arrays)
+    if checkpoint == own_checkpoint:
+        save_checkpoint(checkpoint, model, {**metadata, "metrics": values})
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False,
+        prog="evaluate.py",
+        description="Evaluate a training run and write its reports into the run directory.",
+    )
+    parser.add_argument("run_dir", help="a directory written by autoencoder_training.py (holds RUN.pt)")
+    parser.add_argument("--data-dir", help="test data to use instead of the data the run was trained on")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of RUN_DIR/RUN.pt "
+                        "(its metadata is then left unchanged)")
+    parser.add_argument("--timing-repeats", type=int, help="timed repetitions per measurement")
+    parser.add_argument("--video-frames", type=int, help="test frames in the video")
+    args = parser.parse_args(argv)
+    overrides = {key: value for key, value in (
+        ("timing_repeats", args.timing_repeats), ("video_frames", args.video_frames)) if value is not None}
+    if any(value < 1 for value in overrides.values()):
+        parser.error("--timing-repeats and --video-frames must be positive")
+    try:
+        values = evaluate_run(args.run_dir, args.data_dir, args.device, args.checkpoint, overrides)
+    except GymAutoencoderError as err:
+        print(f"evaluate.py: error: {err}", file=sys.stderr)
+        return 1
+    test = values["test"]
+    print(f"{values['run']}: test MSE {test['mse']:.6f}, PSNR {test['psnr_db']:.2f} dB, "
+          f"SSIM {test['ssim']:.4f}; reports in {args.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The training loop: Adam over memory-mapped mini-batches, early stopping, exact resumption.
+
+After every epoch the full state (model, optimiser, counters, history, RNG) is written
+atomically to ``checkpoints/last.pt``, and the best model so far to ``RUN.pt``; a run
+killed at any moment resumes from its last completed epoch and then continues exactly
+as it would have without the interruption.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from gym_autoencoder.atomic import atomic_write_bytes
+from gym_autoencoder.checkpoint import save_checkpoint
+from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
+from model_stubs import BaseAutoencoder
+from training.data import Dataset, PixelWeights, Split, epoch_batches, pixel_weights
+
+STATE_FORMAT = "gym_autoencoder.training_state"
+STATE_VERSION = 1
+
+
+class NonFiniteLossError(GymAutoencoderError, RuntimeError):
+    """The loss became NaN or infinite; training stopped and the last good state was kept."""
+
+
+@dataclass
+class TrainingState:
+    """Counters and history of a run; ``epoch`` is the number of completed epochs."""
+
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    stale_epochs: int = 0
+    lr_scale: float = 1.0
+    plateau_wait: int = 0
+    history: dict[str, list[float]] = field(
+        default_factory=lambda: {"train_loss": [], "test_loss": [], "lr": []}
+    )
+
+    def stop_reason(self, recipe: dict[str, Any]) -> str | None:
+        """Why training is over ("early stopping", "epochs"), or None while it goes on."""
+        if self.stale_epochs >= recipe["early_stopping_patience"]:
+            return "early stopping"
+        if self.epoch >= recipe["epochs"]:
+            return "epochs"
+        return None
+
+
+def say(message: str) -> None:
+    """Print a line without breaking a progress bar, flushed so that logs of background runs keep up."""
+    tqdm.write(message)
+    sys.stdout.flush()
+
+
+def learning_rate(recipe: dict[str, Any], state: TrainingState) -> float:
+    """The learning rate of the next epoch under the recipe's schedule."""
+    base = recipe["learning_rate"] * state.lr_scale
+    if recipe["lr_schedule"] == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * state.epoch / recipe["epochs"]))
+    return base
+
+
+def _record_epoch(state: TrainingState, recipe: dict[str, Any], improved: bool) -> None:
+    state.epoch += 1
+    state.stale_epochs = 0 if improved else state.stale_epochs + 1
+    if recipe["lr_schedule"] == "plateau":
+        state.plateau_wait = 0 if improved else state.plateau_wait + 1
+        if state.plateau_wait >= recipe["lr_plateau_patience"]:
+            state.lr_scale *= recipe["lr_plateau_factor"]
+            state.plateau_wait = 0
+
+
+def make_optimiser(model: BaseAutoencoder, recipe: dict[str, Any]) -> torch.optim.Adam:
+    return torch.optim.Adam(
+        model.parameters(), lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"]
+    )
+
+
+def save_state(
+    path: Path, model: BaseAutoencoder, optimiser: torch.optim.Optimizer,
+    state: TrainingState, recipe: dict[str, Any],
+) -> None:
+    """Write everything a resumed run needs to ``path``, atomically, as plain data."""
+    payload = {
+        "format": STATE_FORMAT,
+        "format_version": STATE_VERSION,
+        "architecture": type(model).__name__,
+        "recipe": recipe,
+        "state": asdict(state),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimiser": optimiser.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The training state saved at ``path``, checked."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"training state {path} is unreadable ({type(err).__name__}); delete the run "
+            "directory's checkpoints/ folder to start over"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a training state written by autoencoder_training.py")
+    if payload.get("format_version") != STATE_VERSION:
+        raise CheckpointError(
+            f"training state {path} has version {payload.get('format_version')}, this code reads "
+            f"{STATE_VERSION}; start the run over"
+        )
+    return payload
+
+
+def restore_state(
+    payload: dict[str, Any], model: BaseAutoencoder, optimiser: torch.optim.Optimizer
+) -> TrainingState:
+    """Load the saved model, optimiser and RNG into place and return the run's counters."""
+    model.load_state_dict(payload["model"])
+    optimiser.load_state_dict(payload["optimiser"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    return TrainingState(**payload["state"])
+
+
+def held_out_loss(
+    model: BaseAutoencoder, split: Split, weights: PixelWeights | None,
+    batch_size: int, device: torch.device,
+) -> float:
+    """The training objective on every frame of ``split``, in eval mode."""
+    model.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, len(split), batch_size):
+            rows = slice(start, start + batch_size)
+            x = split.batch(rows, device)
+            weight = weights.batch(rows, device) if weights else None
+            total += float(model.loss_function(x, model(x), weight)["loss"]) * len(x)
+    return total / len(split)
+
+
+def _non_finite(what: str, value: float, state: TrainingState, state_path: Path) -> NonFiniteLossError:
+    kept = (
+        f"the last good state (epoch {state.epoch}) is kept in {state_path}"
+        if state.epoch else "no epoch had completed, so nothing was saved"
+    )
+    return NonFiniteLossError(
+        f"the {what} loss became {value} in epoch {state.epoch + 1}; training stopped and {kept}; "
+        "lower the learning rate (resume with --resume --lr X)"
+    )
+
+
+def train_epoch(
+    model: BaseAutoencoder, optimiser: torch.optim.Optimizer, split: Split, weights: PixelWeights | None,
+    recipe: dict[str, Any], state: TrainingState, device: torch.device, desc: str, state_path: Path,
+) -> float:
+    """One pass over the training frames in the batches of (seed, epoch); the mean training loss."""
+    batches = epoch_batches(len(split), recipe["batch_size"], recipe["seed"], state.epoch)
+    progress = tqdm(batches, desc=desc, unit="batch", disable=None, leave=False)
+    model.train()
+    total, seen = 0.0, 0
+    for step, rows in enumerate(progress, start=1):
+        x = split.batch(rows, device)
+        weight = weights.batch(rows, device) if weights else None
+        loss = model.loss_function(x, model(x), weight)["loss"]
+        if not torch.isfinite(loss):
+            raise _non_finite("training", loss.item(), state, state_path)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total += loss.item() * len(rows)
+        seen += len(rows)
+        if step % recipe["log_interval"] == 0 or step == len(batches):
+            if progress.disable:
+                say(f"{desc} batch {step}/{len(batches)} loss {total / seen:.5f}")
+            else:
+                progress.set_postfix(loss=f"{total / seen:.5f}")
+    progress.close()
+    return total / seen
+
+
+def train(
+    model: BaseAutoencoder,
+    recipe: dict[str, Any],
+    dataset: Dataset,
+    run_dir: Path,
+    metadata: dict[str, Any],
+    device: torch.device,
+    resume_from: dict[str, Any] | None = None,
+) -> TrainingState:
+    """Train ``model`` on ``device`` under ``recipe`` until early stopping or the epoch limit.
+
+    ``metadata`` goes into the best checkpoint ``RUN.pt`` with the epoch and history;
+    ``resume_from`` is a payload of :func:`read_state` to continue from.
+    """
+    model.to(device)
+    optimiser = make_optimiser(model, recipe)
+    state = restore_state(resume_from, model, optimiser) if resume_from else TrainingState()
+    state_path = run_dir / "checkpoints" / "last.pt"
+    best_path = run_dir / f"{run_dir.name}.pt"
+    train_weights = pixel_weights(dataset.train, recipe["object_pixel_weight"])
+    test_weights = pixel_weights(dataset.test, recipe["object_pixel_weight"])
+
+    while state.stop_reason(recipe) is None:
+        lr = learning_rate(recipe, state)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        desc = f"{run_dir.name} epoch {state.epoch + 1}/{recipe['epochs']}"
+        train_loss = train_epoch(
+            model, optimiser, dataset.train, train_weights, recipe, state, device, desc, state_path
+        )
+        loss_on_test = held_out_loss(model, dataset.test, test_weights, recipe["eval_batch_size"], device)
+        if not math.isfinite(loss_on_test):
+            raise _non_finite("test", loss_on_test, state, state_path)
+        for key, value in (("train_loss", train_loss), ("test_loss", loss_on_test), ("lr", lr)):
+            state.history[key].append(value)
+        improved = loss_on_test < state.best_loss
+        _record_epoch(state, recipe, improved)
+        if improved:
+            state.best_loss, state.best_epoch = loss_on_test, state.epoch
+            save_checkpoint(best_path, model, {
+                **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
+            })
+        save_state(state_path, model, optimiser, state, recipe)
+        say(
+            f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}"
+            + ("  (best, saved)" if improved else f"  ({state.stale_epochs} without improvement)")
+        )
+    return state

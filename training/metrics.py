@@ -1,0 +1,180 @@
+"""Reconstruction and encoding metrics: PSNR, SSIM, object fidelity and linear probes.
+
+Definitions (the numbers in ``metrics.json`` follow them):
+
+* PSNR: per frame, ``10 log10(1 / MSE)`` over [0, 1] RGB pixels (MSE floored at 1e-10), then
+  the mean over frames.
+* SSIM: per frame, the mean SSIM map of the three RGB channels (11 x 11 Gaussian window,
+  sigma 1.5, K1 0.01, K2 0.03, data range 1, only windows inside the frame), then the mean.
+* Object fidelity: every key, lock or gem with at least 8 visible sprite pixels (from the
+  emulator labels) is one object; its error is the mean absolute RGB error (in [0, 1]) over
+  its sprite pixels; it is *faithful* when that error is below 0.15. Per class the share of
+  faithful objects; overall the unweighted mean of those shares over the classes present.
+* Probe: a logistic regression per object class on standardised features, trained on the
+  first 2/3 of the test frames and scored on the rest by balanced accuracy (mean of the
+  true-positive and true-negative rates) of "this class is visible"; classes weighted to
+  balance in training, L2 penalty 1 / number of training frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FIDELITY_THRESHOLD = 0.15
+FIDELITY_MIN_PIXELS = 8
+PROBE_TRAIN_FRACTION = 2 / 3
+PROBE_PIXELS = 16
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+MSE_FLOOR = 1e-10
+
+
+def frame_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-frame mean squared error of (N, C, H, W) images."""
+    return ((x - y) ** 2).flatten(1).mean(1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-frame PSNR in dB of images in [0, 1]."""
+    return -10.0 * torch.log10(frame_mse(x, y).clamp_min(MSE_FLOOR))
+
+
+def _gaussian_kernel(device: torch.device) -> torch.Tensor:
+    offsets = torch.arange(SSIM_WINDOW, dtype=torch.float32, device=device) - SSIM_WINDOW // 2
+    kernel = torch.exp(-(offsets**2) / (2 * SSIM_SIGMA**2))
+    return kernel / kernel.sum()
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-frame SSIM of (N, C, H, W) images in [0, 1].
+
+    The five local statistics are blurred together by one separable Gaussian filter.
+    """
+    channels = x.shape[1]
+    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1).float()
+    kernel = _gaussian_kernel(x.device)
+    groups = stats.shape[1]
+    stats = F.conv2d(stats, kernel.view(1, 1, 1, -1).expand(groups, 1, 1, SSIM_WINDOW), groups=groups)
+    stats = F.conv2d(stats, kernel.view(1, 1, -1, 1).expand(groups, 1, SSIM_WINDOW, 1), groups=groups)
+    mu_x, mu_y, xx, yy, xy = stats.split(channels, dim=1)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)) / (
+        (mu_x**2 + mu_y**2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    )
+    return ssim_map.flatten(1).mean(1)
+
+
+def object_errors(
+    x: torch.Tensor, recon: torch.Tensor, object_mask: np.ndarray, pixel_counts: np.ndarray
+) -> np.ndarray:
+    """(N, K) mean absolute RGB error over each object's sprite pixels; NaN where not counted.
+
+    ``object_mask`` (N, 64, 64) holds k+1 on sprite pixels of class k; an object counts when
+    ``pixel_counts`` says at least FIDELITY_MIN_PIXELS of its pixels are visible.
+    """
+    num_classes = pixel_counts.shape[1]
+    error = (recon - x).abs().mean(1, keepdim=True)
+    mask = torch.as_tensor(object_mask, device=x.device).unsqueeze(1)
+    classes = torch.arange(1, num_classes + 1, device=x.device, dtype=mask.dtype).view(1, -1, 1, 1)
+    member = (mask == classes).float()
+    pixels = member.sum((2, 3))
+    errors = ((member * error).sum((2, 3)) / pixels.clamp_min(1)).cpu().numpy().astype(np.float64)
+    counted = (pixel_counts >= FIDELITY_MIN_PIXELS) & (pixels.cpu().numpy() > 0)
+    return np.where(counted, errors, np.nan)
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    present = values[~np.isnan(values)]
+    return float(present.mean()) if len(present) else None
+
+
+def fidelity_summary(errors: np.ndarray, class_names: tuple[str, ...]) -> dict:
+    """Share of faithful objects per class and their unweighted mean (None where no objects)."""
+    counted = ~np.isnan(errors)
+    shares = np.array([
+        float((errors[counted[:, k], k] < FIDELITY_THRESHOLD).mean()) if counted[:, k].any() else np.nan
+        for k in range(errors.shape[1])
+    ])
+    return {
+        "per_class": {
+            name: {
+                "faithful_share": None if math.isnan(share) else share,
+                "objects": int(counted[:, k].sum()),
+            }
+            for k, (name, share) in enumerate(zip(class_names, shares))
+        },
+        "mean": _mean_or_none(shares),
+        "threshold": FIDELITY_THRESHOLD,
+        "min_pixels": FIDELITY_MIN_PIXELS,
+    }
+
+
+def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean of the true-positive and true-negative rates; NaN unless both classes occur."""
+    truth, predicted = truth.astype(bool), predicted.astype(bool)
+    if truth.all() or not truth.any():
+        return math.nan
+    return float(0.5 * (predicted[truth].mean() + (~predicted[~truth]).mean()))
+
+
+def logistic_probe(features: np.ndarray, targets: np.ndarray, max_iter: int = 200) -> np.ndarray:
+    """(K,) balanced accuracy of a logistic probe per target column; NaN where not measurable.
+
+    Trained on the first PROBE_TRAIN_FRACTION of the rows, scored on the rest (see module doc).
+    """
+    cut = int(round(len(features) * PROBE_TRAIN_FRACTION))
+    x = torch.as_tensor(np.asarray(features).reshape(len(features), -1), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.float64)
+    x_train, x_test, y_train = x[:cut], x[cut:], y[:cut]
+    mean, std = x_train.mean(0), x_train.std(0, unbiased=False).clamp_min(1e-6)
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    positives = y_train.mean(0)
+    fit = (positives > 0) & (positives < 1)
+    sample_weight = torch.where(
+        y_train > 0, 0.5 / positives.clamp_min(1e-12), 0.5 / (1 - positives).clamp_min(1e-12)
+    )[:, fit]
+    weight = torch.zeros(x.shape[1], int(fit.sum()), dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(int(fit.sum()), dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+    l2 = 1.0 / max(cut, 1)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        logits = x_train @ weight + bias
+        loss = F.binary_cross_entropy_with_logits(logits, y_train[:, fit], reduction="none")
+        total = (sample_weight * loss).mean(0).sum() + 0.5 * l2 * (weight**2).sum()
+        total.backward()
+        return total
+
+    if fit.any():
+        optimiser.step(closure)
+    result = np.full(y.shape[1], np.nan)
+    with torch.no_grad():
+        predicted = ((x_test @ weight + bias) > 0).numpy()
+    truth = y[cut:].numpy()
+    for column, k in enumerate(np.flatnonzero(fit.numpy())):
+        result[k] = balanced_accuracy(truth[:, k], predicted[:, column])
+    return result
+
+
+def probe_summary(accuracy: np.ndarray, class_names: tuple[str, ...], features: str) -> dict:
+    """Balanced accuracy per class and their mean (None where not measurable)."""
+    return {
+        "features": features,
+        "balanced_accuracy": {
+            name: None if math.isnan(value) else float(value) for name, value in zip(class_names, accuracy)
+        },
+        "mean": _mean_or_none(accuracy),
+        "train_fraction": PROBE_TRAIN_FRACTION,
+    }
+
+
+def downsampled_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3 * 16 * 16) area-averaged pixels: the probe's reference features."""
+    return F.avg_pool2d(x, x.shape[-1] // PROBE_PIXELS).flatten(1)
