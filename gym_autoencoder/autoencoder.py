@@ -46,7 +46,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class FrameAutoencoder(nn.Module):
     """A trained model in eval mode, with numpy helpers over uint8 (N, 64, 64, 3) RGB frames.
 
-    ``model`` is the plain architecture module; ``encode`` runs the fast inference path.
+    ``model`` is the plain architecture module; ``encode`` runs ``frame_encoder``, the fast
+    inference path built from it (``frame_encoder.path`` names which one).
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class FrameAutoencoder(nn.Module):
         self.metadata = metadata
         self.architecture = type(model).__name__
         self.encoding_shape: tuple[int, ...] = tuple(model.encoding_shape)
-        self._encode = build_frame_encoder(self.model, self.device)
+        self.frame_encoder = build_frame_encoder(self.model, self.device)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -66,7 +67,7 @@ class FrameAutoencoder(nn.Module):
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """float32 (N, *encoding_shape) encodings of uint8 RGB frames."""
-        return self._encode(frames)
+        return self.frame_encoder(frames)
 
     def reconstruct(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB reconstructions of uint8 RGB frames."""

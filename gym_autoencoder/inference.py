@@ -9,9 +9,16 @@ to the reference's within float rounding:
 - max-pools that return indices nobody reads become plain max-pools;
 - the 1/255 input scaling is folded into the first convolution's weights, so a
   uint8 NHWC frame needs only a cast: its (N, C, H, W) view is already channels-last;
-- on CPU, each convolution and the ReLU/LeakyReLU after it become one oneDNN call
-  on channels-last tensors, with the weight packed once per input shape in the
-  layout oneDNN computes in (the plain module re-packs it on every call);
+- on CPU, every tensor stays channels-last and each convolution, with the
+  ReLU/LeakyReLU after it, becomes one call of the fastest kernel for its shape
+  (measured with ``benchmarks/bench_encoders.py``):
+  a oneDNN convolution whose weight is packed once per input shape (the plain
+  module re-packs it on every call); one matrix product over the input's patches
+  when the output has only a few pixels (oneDNN's fixed cost per call dominates
+  there); NNPACK's FFT convolution for large stride-1 kernels on batches (fewer
+  operations than any direct convolution);
+- on CPU, large max-pools whose kernel is a multiple of their stride become a few
+  strided elementwise maxima, several times faster than PyTorch's channels-last pool;
 - on CUDA, the folded graph runs channels-last through cuDNN.
 
 A graph that cannot be traced runs the plain module instead; ``FrameEncoder.path``
@@ -22,23 +29,30 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
+from torch.fx.passes.shape_prop import ShapeProp
 
-from gym_autoencoder.preprocessing import check_frames, frames_to_tensor
+from gym_autoencoder.preprocessing import FRAME_SHAPE, check_frames, frames_to_tensor
 from model_stubs import BaseAutoencoder
 
-ONEDNN_PATH = "fx-folded-onednn"
+CPU_PATH = "fx-folded-cpu-kernels"
 CHANNELS_LAST_PATH = "fx-folded-channels-last"
 EAGER_PATH = "eager"
 INPUT_SCALE = 1.0 / 255.0
-MAX_PACKED_SHAPES = 8
 
-Rewrite = Callable[[fx.GraphModule], int]
+MAX_PACKED_SHAPES = 8  # packed weights kept per convolution (one per batch size and thread count)
+GEMM_MAX_OUTPUT_PIXELS = 16  # a convolution with at most this many output pixels runs as one matmul
+FFT_MIN_KERNEL = 5  # stride-1 kernels at least this wide run through NNPACK's FFT ...
+FFT_MIN_BATCH = 4  # ... on batches at least this large (below, oneDNN's direct kernel is faster)
+SEPARABLE_POOL_MIN_ELEMENTS = 65536  # smaller pools are faster as one PyTorch call
+# (the three thresholds were measured on this project's 2-core AMD EPYC with PyTorch 2.13)
 
 
 class _Encode(nn.Module):
@@ -52,46 +66,65 @@ class _Encode(nn.Module):
         return self.model.encode(x)
 
 
-class _ScaledEncode(nn.Module):
-    """The plain module's encode on a channels-last float view of uint8 frames: the fallback."""
-
-    def __init__(self, model: BaseAutoencoder) -> None:
-        super().__init__()
-        self.model = model
+class _ScaledEncode(_Encode):
+    """The plain module's encode on the float view of uint8 frames: the fallback."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode(x * INPUT_SCALE)
 
 
-class PackedConv2d(nn.Module):
-    """A Conv2d and the activation after it as one oneDNN call on channels-last tensors.
+class FusedConv2d(nn.Module):
+    """A Conv2d and the ReLU/LeakyReLU after it, on channels-last tensors; subclasses pick the kernel."""
 
-    oneDNN computes in a blocked weight layout; the plain module converts its
-    weight to it on every call, this one once per input shape (a few are kept).
-    """
-
-    def __init__(self, conv: nn.Conv2d, activation: str, scalars: list[float]) -> None:
+    def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
         super().__init__()
-        self.register_buffer("weight", conv.weight.detach().clone())
+        self.register_buffer("weight", conv.weight.detach().contiguous().clone())
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+        self.kernel_size = tuple(conv.kernel_size)
         self.padding = list(conv.padding)
         self.stride = list(conv.stride)
         self.dilation = list(conv.dilation)
         self.groups = conv.groups
         self.activation = activation
-        self.scalars = scalars
+        self.slope = slope
+
+    def activate(self, y: torch.Tensor) -> torch.Tensor:
+        if self.activation == "relu":
+            return y.relu_()
+        if self.activation == "leaky_relu":
+            return F.leaky_relu_(y, self.slope)
+        return y
+
+    def extra_repr(self) -> str:
+        out_ch, in_ch = self.weight.shape[:2]
+        return (
+            f"{in_ch}, {out_ch}, kernel_size={self.kernel_size}, stride={tuple(self.stride)}, "
+            f"padding={tuple(self.padding)}, activation={self.activation}"
+        )
+
+
+class OneDNNConv2d(FusedConv2d):
+    """oneDNN's convolution with the activation as a post-op, its weight packed once per input shape.
+
+    oneDNN computes in a blocked weight layout that depends on the input shape and
+    thread count; the plain module converts its weight on every call, this one once.
+    """
+
+    def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
+        super().__init__(conv, activation, slope)
+        self.scalars = [slope] if activation == "leaky_relu" else []
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}
 
     def packed_weight(self, shape: tuple[int, ...]) -> torch.Tensor:
-        packed = self._packed.get(shape)
+        key = (*shape, torch.get_num_threads())
+        packed = self._packed.get(key)
         if packed is None:
             if len(self._packed) >= MAX_PACKED_SHAPES:
                 self._packed.pop(next(iter(self._packed)))
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                self.weight.contiguous().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups,
-                list(shape),
+                self.weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(shape)
             )
-            self._packed[shape] = packed
+            self._packed[key] = packed
         return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,19 +133,82 @@ class PackedConv2d(nn.Module):
             self.dilation, self.groups, self.activation, self.scalars, "",
         )
 
+
+class GemmConv2d(FusedConv2d):
+    """An unpadded convolution with few output pixels as one matrix product over its NHWC patches."""
+
+    def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
+        super().__init__(conv, activation, slope)
+        out_ch = self.weight.shape[0]
+        self.register_buffer("matrix", self.weight.permute(2, 3, 1, 0).reshape(-1, out_ch).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        nhwc = x.permute(0, 2, 3, 1).contiguous()
+        patches = nhwc.as_strided((n, oh, ow, kh, kw * c), (h * w * c, sh * w * c, sw * c, w * c, 1))
+        rows = patches.reshape(n * oh * ow, kh * kw * c)
+        y = rows @ self.matrix if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
+        return self.activate(y).view(n, oh, ow, -1).permute(0, 3, 1, 2)
+
+
+class FFTConv2d(OneDNNConv2d):
+    """A large stride-1 kernel: NNPACK's FFT convolution on batches (its output is NCHW), oneDNN below.
+
+    An FFT needs several times fewer operations than a direct 7x7 convolution, but
+    transforms the kernels on every call, which only pays off over a batch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] < FFT_MIN_BATCH:
+            return super().forward(x)
+        y = torch._nnpack_spatial_convolution(x, self.weight, self.bias, self.padding, self.stride)
+        return self.activate(y)
+
+
+class SeparableMaxPool2d(nn.Module):
+    """A max-pool whose kernel is a multiple of its stride, as strided elementwise maxima.
+
+    Along each axis: the maximum of each stride-long block, then of each run of
+    kernel/stride adjacent blocks. Exact, and vectorised over the contiguous
+    channels of a channels-last tensor, unlike PyTorch's channels-last max-pool.
+    """
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() < SEPARABLE_POOL_MIN_ELEMENTS:
+            return F.max_pool2d(x, self.kernel, self.stride)
+        return self._pool_axis(self._pool_axis(x, 3), 2)
+
+    def _pool_axis(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        runs = self.kernel // self.stride
+        out = (x.shape[dim] - self.kernel) // self.stride + 1
+        blocks = x.narrow(dim, 0, (out + runs - 1) * self.stride).unflatten(dim, (-1, self.stride))
+        block_max = blocks.select(dim + 1, 0)
+        for i in range(1, self.stride):
+            block_max = torch.maximum(block_max, blocks.select(dim + 1, i))
+        pooled = block_max.narrow(dim, 0, out)
+        for i in range(1, runs):
+            pooled = torch.maximum(pooled, block_max.narrow(dim, i, out))
+        return pooled
+
     def extra_repr(self) -> str:
-        out_ch, in_ch, *kernel = self.weight.shape
-        return f"{in_ch}, {out_ch}, kernel_size={tuple(kernel)}, stride={tuple(self.stride)}, " \
-            f"padding={tuple(self.padding)}, activation={self.activation}"
+        return f"kernel_size={self.kernel}, stride={self.stride}"
 
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     return gm.get_submodule(node.target) if node.op == "call_module" else None
 
 
-def _replace_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module) -> None:
-    parent, _, name = node.target.rpartition(".")
-    setattr(gm.get_submodule(parent), name, module)
+def _set_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, suffix: str) -> None:
+    """Point ``node`` at ``module``, registered beside the one it called (which may be shared)."""
+    node.target = f"{node.target}_{suffix}"
+    gm.add_submodule(node.target, module)
 
 
 def drop_unused_pool_indices(gm: fx.GraphModule) -> int:
@@ -127,8 +223,7 @@ def drop_unused_pool_indices(gm: fx.GraphModule) -> int:
             continue
         plain = copy.copy(pool)
         plain.return_indices = False
-        node.target = f"{node.target}_without_indices"
-        gm.add_submodule(node.target, plain)
+        _set_module(gm, node, plain, "without_indices")
         for user in users:
             user.replace_all_uses_with(node)
             gm.graph.erase_node(user)
@@ -136,15 +231,15 @@ def drop_unused_pool_indices(gm: fx.GraphModule) -> int:
     return count
 
 
+def _count_batch_norms(gm: fx.GraphModule) -> int:
+    return sum(isinstance(_module(gm, n), nn.modules.batchnorm._BatchNorm) for n in gm.graph.nodes)
+
+
 def fold_batch_norms(gm: fx.GraphModule) -> int:
     """Each BatchNorm right after a convolution is folded into its weights. Returns how many."""
     before = _count_batch_norms(gm)
     gm.graph = fuse(gm, inplace=True, no_trace=True).graph
     return before - _count_batch_norms(gm)
-
-
-def _count_batch_norms(gm: fx.GraphModule) -> int:
-    return sum(isinstance(_module(gm, n), nn.modules.batchnorm._BatchNorm) for n in gm.graph.nodes)
 
 
 def fold_input_scale(gm: fx.GraphModule) -> int:
@@ -162,15 +257,29 @@ def fold_input_scale(gm: fx.GraphModule) -> int:
     return 0
 
 
-ACTIVATIONS: dict[type[nn.Module], Callable[[nn.Module], tuple[str, list[float]]]] = {
-    nn.ReLU: lambda m: ("relu", []),
-    nn.LeakyReLU: lambda m: ("leaky_relu", [m.negative_slope]),
+ACTIVATIONS: dict[type[nn.Module], Callable[[nn.Module], tuple[str, float]]] = {
+    nn.ReLU: lambda m: ("relu", 0.0),
+    nn.LeakyReLU: lambda m: ("leaky_relu", m.negative_slope),
 }
 
 
-def pack_convolutions(gm: fx.GraphModule) -> int:
-    """Each Conv2d (with the activation after it) becomes a PackedConv2d. Returns how many."""
-    count = 0
+def _conv_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d]:
+    """Which kernel suits this convolution, from its shapes on 64x64 frames."""
+    out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
+    plain = conv.groups == 1 and tuple(conv.dilation) == (1, 1)
+    if plain and tuple(conv.padding) == (0, 0) and out_pixels <= GEMM_MAX_OUTPUT_PIXELS:
+        return GemmConv2d
+    large = min(conv.kernel_size) >= FFT_MIN_KERNEL
+    if plain and tuple(conv.stride) == (1, 1) and large and nnpack_available():
+        return FFTConv2d
+    return OneDNNConv2d
+
+
+def lower_convolutions(gm: fx.GraphModule) -> dict[str, int]:
+    """Each Conv2d, with the activation after it, becomes the FusedConv2d that suits its shape."""
+    with torch.no_grad():
+        ShapeProp(gm).propagate(torch.zeros(1, FRAME_SHAPE[2], *FRAME_SHAPE[:2]))
+    counts: dict[str, int] = {}
     for node in list(gm.graph.nodes):
         conv = _module(gm, node)
         if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
@@ -178,17 +287,37 @@ def pack_convolutions(gm: fx.GraphModule) -> int:
         users = list(node.users)
         activation = _module(gm, users[0]) if len(users) == 1 else None
         describe = ACTIVATIONS.get(type(activation))
-        name, scalars = describe(activation) if describe else ("none", [])
-        _replace_module(gm, node, PackedConv2d(conv, name, scalars))
+        name, slope = describe(activation) if describe else ("none", 0.0)
+        kernel = _conv_kernel(conv, node)
+        _set_module(gm, node, kernel(conv, name, slope), "fused")
         if describe:
             users[0].replace_all_uses_with(node)
             gm.graph.erase_node(users[0])
-        count += 1
+        counts[kernel.__name__] = counts.get(kernel.__name__, 0) + 1
+    return counts
+
+
+def lower_max_pools(gm: fx.GraphModule) -> int:
+    """Max-pools whose kernel is a multiple of their stride become SeparableMaxPool2d. Returns how many."""
+    count = 0
+    for node in gm.graph.nodes:
+        pool = _module(gm, node)
+        if type(pool) is not nn.MaxPool2d or pool.return_indices or pool.ceil_mode:
+            continue
+        kernel, stride = pool.kernel_size, pool.stride
+        square = isinstance(kernel, int) and isinstance(stride, int)
+        if square and pool.padding == 0 and pool.dilation == 1 and kernel % stride == 0:
+            _set_module(gm, node, SeparableMaxPool2d(kernel, stride), "separable")
+            count += 1
     return count
 
 
 def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def nnpack_available() -> bool:
+    return torch._nnpack_available()
 
 
 def trace_encode(model: BaseAutoencoder) -> fx.GraphModule:
@@ -198,32 +327,57 @@ def trace_encode(model: BaseAutoencoder) -> fx.GraphModule:
 
 def rewrite_for_inference(
     model: BaseAutoencoder, device: torch.device
-) -> tuple[nn.Module, str, dict[str, int]]:
+) -> tuple[fx.GraphModule, str, dict[str, int]]:
     """The rewritten encode graph, the name of its path and how often each rewrite applied."""
-    gm = trace_encode(model)
-    rewrites: dict[str, Rewrite] = {
-        "drop_unused_pool_indices": drop_unused_pool_indices,
-        "fold_batch_norms": fold_batch_norms,
-        "fold_input_scale": fold_input_scale,
+    gm = trace_encode(model).to(device)
+    applied = {
+        "drop_unused_pool_indices": drop_unused_pool_indices(gm),
+        "fold_batch_norms": fold_batch_norms(gm),
+        "fold_input_scale": fold_input_scale(gm),
     }
     path = CHANNELS_LAST_PATH
     if device.type == "cpu" and onednn_available():
-        rewrites["pack_convolutions"] = pack_convolutions
-        path = ONEDNN_PATH
-    applied = {name: rewrite(gm) for name, rewrite in rewrites.items()}
+        applied.update(lower_convolutions(gm))
+        applied["SeparableMaxPool2d"] = lower_max_pools(gm)
+        path = CPU_PATH
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    return gm.to(device, memory_format=torch.channels_last).eval(), path, applied
+    return gm.to(device, memory_format=torch.channels_last).eval().requires_grad_(False), path, applied
+
+
+def chain_runner(gm: fx.GraphModule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The graph as a function; a chain of single-input modules runs as a loop over their forwards.
+
+    That skips nn.Module's call machinery and attribute lookups, a few microseconds per
+    layer: a tenth of a batch-1 call. Any other graph runs as the GraphModule itself.
+    """
+    previous, *body, output = gm.graph.nodes
+    forwards = []
+    for node in body:
+        if node.op != "call_module" or node.args != (previous,) or node.kwargs:
+            return gm
+        forwards.append(gm.get_submodule(node.target).forward)
+        previous = node
+    if output.args != (previous,):
+        return gm
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for forward in forwards:
+            x = forward(x)
+        return x
+
+    return run
 
 
 class FrameEncoder:
     """A callable from uint8 (N, 64, 64, 3) RGB frames to float32 (N, *encoding_shape) encodings.
 
-    ``path`` names how it runs (``ONEDNN_PATH``, ``CHANNELS_LAST_PATH`` or ``EAGER_PATH``),
+    ``path`` names how it runs (``CPU_PATH``, ``CHANNELS_LAST_PATH`` or ``EAGER_PATH``),
     ``rewrites`` how often each graph rewrite applied, ``fallback_reason`` why it
-    runs eagerly, if it does. It pickles as its reference module and device.
+    runs eagerly, if it does. It computes with a copy of the weights taken when it was
+    built (build a new one after changing them), and pickles as its reference module and device.
     """
 
     def __init__(self, model: BaseAutoencoder, device: torch.device | str) -> None:
@@ -233,15 +387,18 @@ class FrameEncoder:
         self.rewrites: dict[str, int] = {}
         try:
             self.module, self.path, self.rewrites = rewrite_for_inference(model, self.device)
+            self._run = chain_runner(self.module)
         except fx.proxy.TraceError as err:
             self.module, self.path = _ScaledEncode(model), EAGER_PATH
+            self._run = self.module
             self.fallback_reason = f"{type(model).__name__}.encode cannot be traced by torch.fx: {err}"
+            warnings.warn(f"{self.fallback_reason}; it runs eagerly, without the fast path", stacklevel=2)
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
         check_frames(frames)
         with torch.inference_mode():
             pixels = torch.as_tensor(frames).to(self.device, non_blocking=True)
-            return self.module(pixels.permute(0, 3, 1, 2).float()).float().cpu().numpy()
+            return self._run(pixels.permute(0, 3, 1, 2).float()).float().cpu().numpy()
 
     def __reduce__(self) -> tuple:
         return (FrameEncoder, (self.reference, self.device))
@@ -255,7 +412,9 @@ def build_frame_encoder(model: BaseAutoencoder, device: torch.device | str) -> F
     return FrameEncoder(model, device)
 
 
-def eager_encode(model: BaseAutoencoder, frames: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+def eager_encode(
+    model: BaseAutoencoder, frames: np.ndarray, device: torch.device | str = "cpu"
+) -> np.ndarray:
     """The reference: the plain module in eval mode under no_grad, as the reference design ran it."""
     with torch.no_grad():
         return model.encode(frames_to_tensor(frames, device)).float().cpu().numpy()

@@ -1,0 +1,147 @@
+"""The inference path: every encoder takes the fast path, and it matches the plain eager module."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gym_autoencoder import FrameAutoencoder, FrameFormatError, load_model
+from gym_autoencoder.inference import (
+    CHANNELS_LAST_PATH,
+    CPU_PATH,
+    EAGER_PATH,
+    FFT_MIN_BATCH,
+    build_frame_encoder,
+    eager_encode,
+    trace_encode,
+)
+from gym_autoencoder.registration import ENV_ARCHITECTURES
+from model_stubs import MODEL_NAMES, BaseAutoencoder
+from tests.helpers import fresh_model, heist_frames
+
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def frames_37() -> np.ndarray:
+    """A batch of 37 real frames: not a power of two, and large enough for the FFT kernel."""
+    return heist_frames(37, seed=1)
+
+
+def trained_like(name: str) -> BaseAutoencoder:
+    """A fresh model whose batch norms hold non-trivial statistics and affine terms: folding must use them."""
+    model = fresh_model(name)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+            size = bn.num_features
+            bn.running_mean.copy_(torch.randn(size, generator=generator) * 0.5)
+            bn.running_var.copy_(torch.rand(size, generator=generator) * 2 + 0.1)
+            bn.weight.copy_(torch.randn(size, generator=generator) * 0.5 + 1)
+            bn.bias.copy_(torch.randn(size, generator=generator) * 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fast_path_matches_the_eager_module_on_real_frames(name, frames, frames_37):
+    model = trained_like(name)
+    encoder = build_frame_encoder(model, "cpu")
+    assert encoder.path == CPU_PATH and encoder.fallback_reason is None
+    assert 3 < FFT_MIN_BATCH <= len(frames_37)  # both kernels of a large convolution run
+    for batch in (frames[:1], frames[:3], frames_37):
+        encoding = encoder(batch)
+        expected = eager_encode(model, batch)
+        assert encoding.dtype == np.float32 and encoding.shape == expected.shape
+        assert np.abs(encoding - expected).max() <= TOLERANCE, f"batch of {len(batch)}"
+
+
+def test_changing_the_thread_count_keeps_the_encodings(frames):
+    model = trained_like("Conv_No_Bottleneck")
+    encoder = build_frame_encoder(model, "cpu")
+    expected = eager_encode(model, frames)
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 1):
+            torch.set_num_threads(count)
+            assert np.abs(encoder(frames) - expected).max() <= TOLERANCE
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_layer_is_rewritten(name):
+    encoder = build_frame_encoder(fresh_model(name).eval(), "cpu")
+    plain = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+    assert not [m for m in encoder.module.modules() if type(m) in plain]
+    assert encoder.rewrites["fold_input_scale"] == 1
+    graph = trace_encode(encoder.reference)
+    called = [graph.get_submodule(n.target) for n in graph.graph.nodes if n.op == "call_module"]
+    batch_norms = sum(isinstance(m, nn.BatchNorm2d) for m in called)
+    assert encoder.rewrites["fold_batch_norms"] == batch_norms
+
+
+def test_environments_and_load_model_use_the_fast_path(env_checkpoints):
+    for env_id in ENV_ARCHITECTURES:
+        env = gymnasium.make(f"gym_autoencoder:{env_id}", checkpoint=env_checkpoints[env_id], device="cpu")
+        assert env.unwrapped.autoencoder.frame_encoder.path == CPU_PATH, env_id
+        env.close()
+    envs = gymnasium.make_vec(
+        "gym_autoencoder:vae-alex-v0", num_envs=2, checkpoint=env_checkpoints["vae-alex-v0"], device="cpu"
+    )
+    assert envs.autoencoder.frame_encoder.path == CPU_PATH
+    envs.close()
+    assert load_model(env_checkpoints["auto-unpool-v0"]).frame_encoder.path == CPU_PATH
+
+
+def test_the_autoencoder_pickles_with_its_encoder(frames):
+    autoencoder = FrameAutoencoder(trained_like("Conv_Unpool"), {}, "cpu")
+    copy = pickle.loads(pickle.dumps(autoencoder))
+    assert copy.frame_encoder.path == CPU_PATH
+    np.testing.assert_array_equal(copy.encode(frames[:4]), autoencoder.encode(frames[:4]))
+
+
+def test_frames_that_are_not_uint8_rgb_are_refused(frames):
+    encoder = build_frame_encoder(fresh_model("Conv_Maxpool").eval(), "cpu")
+    with pytest.raises(FrameFormatError, match="uint8"):
+        encoder(frames.astype(np.float32))
+    with pytest.raises(FrameFormatError, match="shape"):
+        encoder(frames[0])
+
+
+class _DataDependentEncoder(BaseAutoencoder):
+    """An encoder whose control flow depends on its input, which torch.fx cannot trace."""
+
+    encoding_shape = (4,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 4)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        means = x.mean(dim=(2, 3))
+        return self.linear(means) if means.sum() > 0 else -self.linear(means)
+
+
+def test_an_untraceable_encoder_runs_eagerly_and_says_why(frames):
+    model = _DataDependentEncoder().eval()
+    with pytest.warns(UserWarning, match="runs eagerly"):
+        encoder = build_frame_encoder(model, "cpu")
+    assert encoder.path == EAGER_PATH
+    assert "_DataDependentEncoder.encode cannot be traced" in encoder.fallback_reason
+    np.testing.assert_allclose(encoder(frames), eager_encode(model, frames), atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_cuda_path_matches_the_eager_module(name, frames, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 rounding would swamp the comparison
+    model = trained_like(name).cuda()
+    encoder = build_frame_encoder(model, "cuda")
+    assert encoder.path == CHANNELS_LAST_PATH
+    for batch in (frames[:1], frames):
+        assert np.abs(encoder(batch) - eager_encode(model, batch, "cuda")).max() <= TOLERANCE
