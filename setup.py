@@ -36,6 +36,6 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "stable-baselines3>=2.3"],
+        "test": ["pytest>=7", "stable-baselines3>=2.3", "scikit-image>=0.22"],
     },
 )

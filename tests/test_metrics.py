@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from skimage import metrics as skimage_metrics
 
 from gym_autoencoder import frames_to_tensor
 from training import metrics
@@ -30,7 +31,6 @@ def test_ssim_is_one_for_a_copy_and_falls_with_noise(frames):
 
 
 def test_ssim_matches_scikit_image(frames):
-    skimage_metrics = pytest.importorskip("skimage.metrics")
     x = frames_to_tensor(frames[:3])
     y = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
     ours = metrics.ssim(x, y).numpy()
