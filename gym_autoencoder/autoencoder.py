@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gym_autoencoder.checkpoint import load_checkpoint
-from gym_autoencoder.errors import CheckpointError
+from gym_autoencoder.errors import CheckpointError, DeviceError
 from gym_autoencoder.inference import build_frame_encoder
 from gym_autoencoder.preprocessing import frames_to_tensor, tensor_to_frames
 from model_stubs import MODEL_NAMES, BaseAutoencoder
@@ -37,10 +37,13 @@ def shipped_checkpoint_path(architecture: str) -> Path:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA when present, else CPU; anything else is taken as given."""
+    """``"auto"`` means CUDA when present, else CPU; a CUDA device that is absent is a clear error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device={str(device)!r} but CUDA is not available here; pass device='auto' or 'cpu'")
+    return resolved
 
 
 class FrameAutoencoder(nn.Module):

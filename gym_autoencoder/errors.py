@@ -13,6 +13,10 @@ class FrameFormatError(GymAutoencoderError, ValueError):
     """Frames are not uint8 RGB arrays of shape (N, 64, 64, 3)."""
 
 
+class DeviceError(GymAutoencoderError, ValueError):
+    """The requested torch device is not available on this machine."""
+
+
 class UnknownModelError(GymAutoencoderError, KeyError):
     """A model name is not in the registry."""
 

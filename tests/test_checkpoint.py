@@ -4,6 +4,7 @@ import torch
 
 import gym_autoencoder
 from gym_autoencoder import CheckpointError, frames_to_tensor, load_checkpoint, load_model, save_checkpoint
+from gym_autoencoder.errors import DeviceError
 from model_stubs import MODEL_NAMES
 from tests.helpers import fresh_model
 
@@ -108,3 +109,11 @@ def test_load_model_from_a_path_encodes_and_reconstructs_numpy_frames(frames, tm
 def test_unknown_shipped_name():
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_model("conv-unpool-typo")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_load_model_on_an_absent_gpu_is_a_clear_error(tmp_path):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, fresh_model("Conv_Maxpool"))
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        load_model(path, device="cuda")

@@ -17,14 +17,14 @@ from gymnasium.utils.passive_env_checker import env_render_passive_checker
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from gym_autoencoder import CheckpointError, FrameAutoencoder, frames_to_tensor, load_checkpoint, save_checkpoint
+from gym_autoencoder import CheckpointError, FrameAutoencoder
 from gym_autoencoder.envs import (
     EnvOptionError,
     EnvUsageError,
     InvalidActionError,
 )
 from gym_autoencoder.envs.procgen_core import procgen_rand_seed
-from gym_autoencoder.errors import UnknownModelError
+from gym_autoencoder.errors import DeviceError, UnknownModelError
 from gym_autoencoder.registration import ENV_ARCHITECTURES, GENERIC_ENV_ID
 from gym_autoencoder.procgen_import import import_procgen
 from model_stubs import build_model
@@ -262,7 +262,7 @@ def test_bad_procgen_options_are_clear_errors(options, message, env_checkpoints)
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(env_checkpoints):
-    with pytest.raises(EnvOptionError, match="CUDA is not available"):
+    with pytest.raises(DeviceError, match="CUDA is not available"):
         gymnasium.make("gym_autoencoder:auto-maxpool-v0", checkpoint=env_checkpoints["auto-maxpool-v0"], device="cuda")
 
 

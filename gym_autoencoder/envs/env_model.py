@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from gym_autoencoder.autoencoder import FrameAutoencoder, resolve_device, shipped_checkpoint_path
@@ -38,8 +37,6 @@ def load_env_autoencoder(
 ) -> FrameAutoencoder:
     """The autoencoder, in eval mode on ``device``; a checkpoint of another architecture is refused."""
     resolved = resolve_device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise EnvOptionError(f"device={device!r} but CUDA is not available here; pass device='auto' or 'cpu'")
     model, metadata = load_checkpoint(checkpoint_path(architecture, checkpoint), architecture)
     return FrameAutoencoder(model, metadata, resolved)
 
