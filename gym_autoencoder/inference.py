@@ -15,8 +15,13 @@ to the reference's within float rounding:
   a oneDNN convolution whose weight is packed once per input shape (the plain
   module re-packs it on every call); one matrix product over the input's patches
   when the output has only a few pixels (oneDNN's fixed cost per call dominates
-  there); NNPACK's FFT convolution for large stride-1 kernels on batches (fewer
-  operations than any direct convolution);
+  there); PyTorch's own im2col convolution for single frames through small
+  convolutions (its fixed cost per call is a third of oneDNN's); NNPACK's FFT
+  convolution for large stride-1 kernels on batches (fewer operations than any
+  direct convolution);
+- on CPU, each linear layer, with the activation after it, becomes one matrix
+  product; a flatten of a channels-last map before it becomes a free view, its
+  weight's columns reordered to match;
 - on CPU, large max-pools whose kernel is a multiple of their stride become a few
   strided elementwise maxima, several times faster than PyTorch's channels-last pool;
 - on CUDA, the folded graph runs channels-last through cuDNN.
@@ -49,10 +54,13 @@ INPUT_SCALE = 1.0 / 255.0
 
 MAX_PACKED_SHAPES = 8  # packed weights kept per convolution (one per batch size and thread count)
 GEMM_MAX_OUTPUT_PIXELS = 16  # a convolution with at most this many output pixels runs as one matmul
+IM2COL_MAX_ELEMENTS = 40000  # a single frame through a convolution whose patch matrix is at most this
+IM2COL_MAX_PATCH = 144  # large, whose patches are at most this long and which has at least ...
+IM2COL_MIN_OUT_CHANNELS = 16  # ... this many output channels runs as PyTorch's im2col + matmul
 FFT_MIN_KERNEL = 5  # stride-1 kernels at least this wide run through NNPACK's FFT ...
 FFT_MIN_BATCH = 4  # ... on batches at least this large (below, oneDNN's direct kernel is faster)
 SEPARABLE_POOL_MIN_ELEMENTS = 65536  # smaller pools are faster as one PyTorch call
-# (the three thresholds were measured on this project's 2-core AMD EPYC with PyTorch 2.13)
+# (the thresholds were measured on this project's 2-core AMD EPYC with PyTorch 2.13)
 
 
 class _Encode(nn.Module):
@@ -73,6 +81,15 @@ class _ScaledEncode(_Encode):
         return self.model.encode(x * INPUT_SCALE)
 
 
+def activate_(y: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
+    """``y`` through the named activation ("relu", "leaky_relu" or "none"), in place."""
+    if activation == "relu":
+        return y.relu_()
+    if activation == "leaky_relu":
+        return F.leaky_relu_(y, slope)
+    return y
+
+
 class FusedConv2d(nn.Module):
     """A Conv2d and the ReLU/LeakyReLU after it, on channels-last tensors; subclasses pick the kernel."""
 
@@ -89,11 +106,7 @@ class FusedConv2d(nn.Module):
         self.slope = slope
 
     def activate(self, y: torch.Tensor) -> torch.Tensor:
-        if self.activation == "relu":
-            return y.relu_()
-        if self.activation == "leaky_relu":
-            return F.leaky_relu_(y, self.slope)
-        return y
+        return activate_(y, self.activation, self.slope)
 
     def extra_repr(self) -> str:
         out_ch, in_ch = self.weight.shape[:2]
@@ -153,6 +166,20 @@ class GemmConv2d(FusedConv2d):
         return self.activate(y).view(n, oh, ow, -1).permute(0, 3, 1, 2)
 
 
+class Im2colConv2d(OneDNNConv2d):
+    """A small convolution: PyTorch's native im2col + matrix product for single frames, oneDNN on batches.
+
+    oneDNN's convolution costs about 60 µs per call however small its work, the
+    native one about 17 µs, which wins when a single frame makes a small patch matrix.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            return super().forward(x)
+        y = torch._C._nn.thnn_conv2d(x, self.weight, self.kernel_size, self.bias, self.stride, self.padding)
+        return self.activate(y)
+
+
 class FFTConv2d(OneDNNConv2d):
     """A large stride-1 kernel: NNPACK's FFT convolution on batches (its output is NCHW), oneDNN below.
 
@@ -199,6 +226,40 @@ class SeparableMaxPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel}, stride={self.stride}"
+
+
+class FusedLinear(nn.Module):
+    """A Linear and the ReLU/LeakyReLU after it as one matrix product.
+
+    With ``nhwc_flatten``, it also takes the place of a flatten before it: it reads a
+    (N, C, H, W) map in its channels-last memory order, a view rather than a copy,
+    and its weight's columns are reordered from (C, H, W) to (H, W, C) to match.
+    """
+
+    def __init__(
+        self, linear: nn.Linear, activation: str, slope: float, flattened: tuple[int, int, int] | None
+    ) -> None:
+        super().__init__()
+        weight = linear.weight.detach()
+        if flattened is not None:
+            weight = weight.view(-1, *flattened).permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        self.nhwc_flatten = flattened is not None
+        self.activation = activation
+        self.slope = slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nhwc_flatten:
+            x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+        return activate_(F.linear(x, self.weight, self.bias), self.activation, self.slope)
+
+    def extra_repr(self) -> str:
+        out_features, in_features = self.weight.shape
+        return (
+            f"in_features={in_features}, out_features={out_features}, activation={self.activation}, "
+            f"nhwc_flatten={self.nhwc_flatten}"
+        )
 
 
 def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
@@ -272,29 +333,70 @@ def _conv_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d]:
     large = min(conv.kernel_size) >= FFT_MIN_KERNEL
     if plain and tuple(conv.stride) == (1, 1) and large and nnpack_available():
         return FFTConv2d
+    patch = conv.weight[0].numel()
+    small = patch <= IM2COL_MAX_PATCH and out_pixels * patch <= IM2COL_MAX_ELEMENTS
+    if plain and small and conv.out_channels >= IM2COL_MIN_OUT_CHANNELS:
+        return Im2colConv2d
     return OneDNNConv2d
 
 
-def lower_convolutions(gm: fx.GraphModule) -> dict[str, int]:
-    """Each Conv2d, with the activation after it, becomes the FusedConv2d that suits its shape."""
+def propagate_frame_shapes(gm: fx.GraphModule) -> None:
+    """Record on every node the shape of its output for one 64x64 frame."""
     with torch.no_grad():
         ShapeProp(gm).propagate(torch.zeros(1, FRAME_SHAPE[2], *FRAME_SHAPE[:2]))
+
+
+def absorb_activation(gm: fx.GraphModule, node: fx.Node) -> tuple[str, float]:
+    """Remove the ReLU/LeakyReLU that alone uses ``node``'s output; return its name and slope."""
+    users = list(node.users)
+    activation = _module(gm, users[0]) if len(users) == 1 else None
+    describe = ACTIVATIONS.get(type(activation))
+    if describe is None:
+        return "none", 0.0
+    users[0].replace_all_uses_with(node)
+    gm.graph.erase_node(users[0])
+    return describe(activation)
+
+
+def lower_convolutions(gm: fx.GraphModule) -> dict[str, int]:
+    """Each Conv2d, with the activation after it, becomes the FusedConv2d that suits its shape.
+
+    Needs ``propagate_frame_shapes`` first.
+    """
     counts: dict[str, int] = {}
     for node in list(gm.graph.nodes):
         conv = _module(gm, node)
         if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             continue
-        users = list(node.users)
-        activation = _module(gm, users[0]) if len(users) == 1 else None
-        describe = ACTIVATIONS.get(type(activation))
-        name, slope = describe(activation) if describe else ("none", 0.0)
         kernel = _conv_kernel(conv, node)
-        _set_module(gm, node, kernel(conv, name, slope), "fused")
-        if describe:
-            users[0].replace_all_uses_with(node)
-            gm.graph.erase_node(users[0])
+        _set_module(gm, node, kernel(conv, *absorb_activation(gm, node)), "fused")
         counts[kernel.__name__] = counts.get(kernel.__name__, 0) + 1
     return counts
+
+
+def lower_linears(gm: fx.GraphModule) -> int:
+    """Each Linear, with the activation after it and a flatten of a 4-D map before it, becomes a FusedLinear.
+
+    Needs ``propagate_frame_shapes`` first. Returns how many flattens were absorbed.
+    """
+    absorbed = 0
+    for node in list(gm.graph.nodes):
+        linear = _module(gm, node)
+        if type(linear) is not nn.Linear:
+            continue
+        source = node.args[0]
+        flatten = _module(gm, source)
+        flattened = None
+        if (
+            isinstance(flatten, nn.Flatten) and flatten.start_dim == 1 and flatten.end_dim == -1
+            and len(source.users) == 1 and len(source.args[0].meta["tensor_meta"].shape) == 4
+        ):
+            flattened = tuple(source.args[0].meta["tensor_meta"].shape[1:])
+            node.args = (source.args[0],)
+            gm.graph.erase_node(source)
+            absorbed += 1
+        _set_module(gm, node, FusedLinear(linear, *absorb_activation(gm, node), flattened), "fused")
+    return absorbed
 
 
 def lower_max_pools(gm: fx.GraphModule) -> int:
@@ -337,7 +439,9 @@ def rewrite_for_inference(
     }
     path = CHANNELS_LAST_PATH
     if device.type == "cpu" and onednn_available():
+        propagate_frame_shapes(gm)
         applied.update(lower_convolutions(gm))
+        applied["FusedLinear_flatten"] = lower_linears(gm)
         applied["SeparableMaxPool2d"] = lower_max_pools(gm)
         path = CPU_PATH
     gm.graph.eliminate_dead_code()

@@ -76,7 +76,7 @@ def test_changing_the_thread_count_keeps_the_encodings(frames):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_layer_is_rewritten(name):
     encoder = build_frame_encoder(fresh_model(name).eval(), "cpu")
-    plain = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+    plain = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.Linear, nn.Flatten, nn.ReLU, nn.LeakyReLU)
     assert not [m for m in encoder.module.modules() if type(m) in plain]
     assert encoder.rewrites["fold_input_scale"] == 1
     graph = trace_encode(encoder.reference)
