@@ -102,6 +102,18 @@ def test_the_probe_reads_an_encoded_label_and_not_noise():
     assert summary["mean"] == pytest.approx(np.nanmean(accuracy))
 
 
+def test_the_probe_penalty_is_chosen_by_cross_validation_for_wide_features(monkeypatch):
+    rng = np.random.default_rng(0)
+    targets = rng.random((600, 2)) < 0.4
+    features = rng.normal(size=(600, 500))  # 500 features, 400 training rows: a weak penalty overfits
+    features[:, :20] += 0.5 * targets[:, :1]
+    chosen = metrics.logistic_probe(features, targets)
+    monkeypatch.setattr(metrics, "PROBE_L2_GRID", (1.0,))
+    weakest = metrics.logistic_probe(features, targets)
+    assert chosen[0] > weakest[0] + 0.01
+    assert chosen[1] < 0.6  # noise stays unreadable
+
+
 def test_downsampled_pixels_average_4x4_blocks():
     x = torch.arange(64.0).repeat(64, 1).expand(1, 3, 64, 64)
     pixels = metrics.downsampled_pixels(x)
