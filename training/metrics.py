@@ -129,11 +129,13 @@ def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def _fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, l2: float, max_iter: int
+    x: torch.Tensor, y: torch.Tensor, l2: torch.Tensor, max_iter: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One class-balanced logistic regression per column of ``y`` on standardised ``x``.
 
-    Returns the weights, biases and the standardisation's mean and scale.
+    Column j gets the L2 penalty ``l2[j] / len(x)``. All columns are fitted together,
+    in one pass over ``x`` per step. Returns the weights, biases and the
+    standardisation's mean and scale.
     """
     mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
     x = (x - mean) / std
@@ -141,15 +143,15 @@ def _fit_logistic(
     sample_weight = torch.where(
         y > 0, 0.5 / positives.clamp_min(1e-12), 0.5 / (1 - positives).clamp_min(1e-12)
     )
-    weight = torch.zeros(x.shape[1], y.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(y.shape[1], dtype=torch.float64, requires_grad=True)
+    weight = torch.zeros(x.shape[1], y.shape[1], dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(y.shape[1], dtype=x.dtype, requires_grad=True)
     optimiser = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
     penalty = l2 / len(x)
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
         loss = F.binary_cross_entropy_with_logits(x @ weight + bias, y, reduction="none")
-        total = (sample_weight * loss).mean(0).sum() + 0.5 * penalty * (weight**2).sum()
+        total = (sample_weight * loss).mean(0).sum() + 0.5 * (penalty * weight**2).sum()
         total.backward()
         return total
 
@@ -158,13 +160,17 @@ def _fit_logistic(
 
 
 def _probe_accuracy(
-    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: np.ndarray,
-    l2: float, max_iter: int,
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: np.ndarray, max_iter: int
 ) -> np.ndarray:
-    """(K,) balanced accuracy on the test rows of probes fitted on the training rows."""
-    weight, bias, mean, std = _fit_logistic(x_train, y_train, l2, max_iter)
-    predicted = ((((x_test - mean) / std) @ weight + bias) > 0).numpy()
-    return np.array([balanced_accuracy(y_test[:, k], predicted[:, k]) for k in range(y_test.shape[1])])
+    """(G, K) balanced accuracy on the test rows of probes fitted on the training rows, one per
+    L2 penalty in PROBE_L2_GRID (G) and target column (K)."""
+    grid, columns = len(PROBE_L2_GRID), y_train.shape[1]
+    l2 = torch.tensor(PROBE_L2_GRID, dtype=x_train.dtype).repeat_interleave(columns)
+    weight, bias, mean, std = _fit_logistic(x_train, y_train.repeat(1, grid), l2, max_iter)
+    predicted = ((((x_test - mean) / std) @ weight + bias) > 0).numpy().reshape(len(x_test), grid, columns)
+    return np.array([
+        [balanced_accuracy(y_test[:, k], predicted[:, g, k]) for k in range(columns)] for g in range(grid)
+    ])
 
 
 def logistic_probe(features: np.ndarray, targets: np.ndarray, max_iter: int = 200) -> np.ndarray:
@@ -174,8 +180,8 @@ def logistic_probe(features: np.ndarray, targets: np.ndarray, max_iter: int = 20
     cross-validation on those rows, and scored on the rest (see module doc).
     """
     cut = int(round(len(features) * PROBE_TRAIN_FRACTION))
-    x = torch.as_tensor(np.asarray(features).reshape(len(features), -1), dtype=torch.float64)
-    y = torch.as_tensor(np.asarray(targets), dtype=torch.float64)
+    x = torch.as_tensor(np.asarray(features).reshape(len(features), -1), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
     positives = y[:cut].mean(0)
     fit = ((positives > 0) & (positives < 1)).numpy()
     result = np.full(y.shape[1], np.nan)
@@ -183,24 +189,18 @@ def logistic_probe(features: np.ndarray, targets: np.ndarray, max_iter: int = 20
         return result
     x_train, y_train = x[:cut], y[:cut][:, fit]
     rows = np.arange(cut)
-    folds = np.array_split(rows, PROBE_FOLDS)
-    cv_accuracy = np.zeros((len(PROBE_L2_GRID), int(fit.sum())))
-    for i, l2 in enumerate(PROBE_L2_GRID):
-        per_fold = np.array([
-            _probe_accuracy(
-                x_train[np.setdiff1d(rows, held)], y_train[np.setdiff1d(rows, held)],
-                x_train[held], y_train[held].numpy(), l2, max_iter,
-            )
-            for held in folds
-        ])
-        measured = np.isfinite(per_fold)
-        cv_accuracy[i] = np.where(measured, per_fold, 0).sum(0) / np.maximum(measured.sum(0), 1)
+    per_fold = np.array([
+        _probe_accuracy(
+            x_train[np.setdiff1d(rows, held)], y_train[np.setdiff1d(rows, held)],
+            x_train[held], y_train[held].numpy(), max_iter,
+        )
+        for held in np.array_split(rows, PROBE_FOLDS)
+    ])
+    measured = np.isfinite(per_fold)
+    cv_accuracy = np.where(measured, per_fold, 0).sum(0) / np.maximum(measured.sum(0), 1)
     chosen = cv_accuracy.argmax(0)
-    truth = y[cut:][:, fit].numpy()
-    columns = np.flatnonzero(fit)
-    for i in np.unique(chosen):
-        accuracy = _probe_accuracy(x_train, y_train, x[cut:], truth, PROBE_L2_GRID[i], max_iter)
-        result[columns[chosen == i]] = accuracy[chosen == i]
+    accuracy = _probe_accuracy(x_train, y_train, x[cut:], y[cut:][:, fit].numpy(), max_iter)
+    result[fit] = accuracy[chosen, np.arange(len(chosen))]
     return result
 
 
