@@ -31,10 +31,10 @@ def test_per_model_settings_apply_to_that_model_and_the_command_line_wins(tmp_pa
     # YAML reads "3e-4" as text; the config takes it as the number it means
     assert resolve_recipe(config, "Conv_Maxpool")["learning_rate"] == 3e-4
     vae = resolve_recipe(config, "VAE_Paper")
-    assert vae["learning_rate"] == 0.01 and vae["arch"] == {"kl_weight": 0.001, "recon_loss": "l4"}
+    assert vae["learning_rate"] == 0.01 and vae["arch"] == {"kl_weight": 0.001, "recon_loss": "mse"}
     given = resolve_recipe(config, "VAE_Paper", {"learning_rate": 0.02, "evaluation": {"video_frames": 5}},
-                           parse_arch(["recon_loss=mse"]))
-    assert given["learning_rate"] == 0.02 and given["arch"]["recon_loss"] == "mse"
+                           parse_arch(["recon_loss=l4"]))
+    assert given["learning_rate"] == 0.02 and given["arch"]["recon_loss"] == "l4"
     assert given["evaluation"]["video_frames"] == 5 and given["evaluation"]["video_fps"] == 10
 
 
