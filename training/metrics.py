@@ -189,13 +189,13 @@ def logistic_probe(features: np.ndarray, targets: np.ndarray, max_iter: int = 20
         return result
     x_train, y_train = x[:cut], y[:cut][:, fit]
     rows = np.arange(cut)
-    per_fold = np.array([
-        _probe_accuracy(
-            x_train[np.setdiff1d(rows, held)], y_train[np.setdiff1d(rows, held)],
-            x_train[held], y_train[held].numpy(), max_iter,
+    fold_scores = []
+    for held in np.array_split(rows, PROBE_FOLDS):
+        kept = np.setdiff1d(rows, held)
+        fold_scores.append(
+            _probe_accuracy(x_train[kept], y_train[kept], x_train[held], y_train[held].numpy(), max_iter)
         )
-        for held in np.array_split(rows, PROBE_FOLDS)
-    ])
+    per_fold = np.array(fold_scores)
     measured = np.isfinite(per_fold)
     cv_accuracy = np.where(measured, per_fold, 0).sum(0) / np.maximum(measured.sum(0), 1)
     chosen = cv_accuracy.argmax(0)

@@ -22,6 +22,7 @@ from gym_autoencoder.checkpoint import load_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.registration import ENV_ARCHITECTURES
 from model_stubs import MODEL_NAMES
+from training.metrics import PROBE_FOLDS
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ENV_IDS = {architecture: env_id for env_id, architecture in ENV_ARCHITECTURES.items()}
@@ -135,8 +136,8 @@ def model_card(entries: list[dict[str, Any]], notes: str) -> str:
         "8 visible sprite pixels) whose sprite pixels are reconstructed with a mean absolute RGB error",
         "below 0.15, per class and the unweighted mean over the 7 classes; latent probe = balanced",
         "accuracy of a logistic regression on standardised encodings (2/3 of the test frames to fit,",
-        "its L2 penalty chosen by 3-fold cross-validation within them, 1/3 to score) predicting each",
-        "class's visibility; pixel probe = the same on 16x16 pixels.",
+        f"its L2 penalty chosen by {PROBE_FOLDS}-fold cross-validation within them, 1/3 to score)",
+        "predicting each class's visibility; pixel probe = the same on 16x16 pixels.",
         "",
         "| model | env id | encoding | parameters | epochs | PSNR dB | fidelity | latent probe | pixel probe |",
         "|---|---|---|---|---|---|---|---|---|",
