@@ -16,6 +16,11 @@ the inference path and to make its first call (weights are packed then).
 
     python benchmarks/bench_encoders.py                 # all six, about a minute on CPU
     python benchmarks/bench_encoders.py --models VAE_Alex --rounds 60 --json out.json
+    python benchmarks/bench_encoders.py --layers --models Conv_Maxpool_Big   # where the time goes
+
+With ``--layers`` it instead times each layer of the inference path on its own, on
+CPU at batch 1 with 1 thread and the default threads, with its operations and its
+share of the matrix-product rate: the breakdown behind the choice of kernels.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 from tqdm import tqdm
 
 from gym_autoencoder.atomic import atomic_write_text
@@ -185,6 +190,77 @@ def measure(
     )
 
 
+@dataclass
+class LayerRow:
+    model: str
+    threads: int
+    layer: str
+    kind: str
+    input_shape: tuple[int, ...]
+    us: float
+    mflop: float
+    share_of_matmul: float
+
+
+def layer_flops(module: nn.Module, output: torch.Tensor) -> float:
+    """Floating-point operations of one rewritten layer (0 for pools and other cheap steps)."""
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.dim() not in (2, 4):
+        return 0.0
+    return 2.0 * output.numel() * weight[0].numel()
+
+
+class LayerInputs(fx.Interpreter):
+    """Runs the graph once and keeps each module call's inputs and output."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.calls: list[tuple[str, nn.Module, tuple, torch.Tensor]] = []
+
+    def call_module(self, target: str, args: tuple, kwargs: dict) -> torch.Tensor:
+        module = self.fetch_attr(target)
+        inputs = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+        output = module(*args, **kwargs)
+        self.calls.append((target, module, inputs, output))
+        return output
+
+
+def measure_layers(
+    name: str, model: BaseAutoencoder, frames: np.ndarray, n_threads: int, rounds: int
+) -> list[LayerRow]:
+    """Each layer of the CPU inference path timed on its own, in alternating rounds with the matmul probe."""
+    encoder = build_frame_encoder(model, "cpu")
+    pixels = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
+    with threads(n_threads), torch.inference_mode():
+        interpreter = LayerInputs(encoder.module)
+        interpreter.run(pixels)
+        calls = interpreter.calls
+        fns = [lambda m=module, a=inputs: m(*a) for _, module, inputs, _ in calls]
+        medians, matmul_s, _ = interleaved_medians(fns, matmul(torch.device("cpu")), rounds)
+    rate = 2 * MATMUL_SIZE**3 / matmul_s
+    rows = []
+    for (target, module, inputs, output), seconds in zip(calls, medians):
+        flops = layer_flops(module, output)
+        rows.append(LayerRow(
+            model=name, threads=n_threads, layer=target, kind=type(module).__name__,
+            input_shape=tuple(inputs[0].shape), us=seconds * 1e6, mflop=flops / 1e6,
+            share_of_matmul=flops / seconds / rate,
+        ))
+    return rows
+
+
+def print_layer_table(rows: list[LayerRow]) -> None:
+    header = f"{'model':<19}{'thr':>4}  {'layer':<46}{'kernel':<20}{'input':<20}{'us':>8}{'MFLOP':>8}{'%mm':>6}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r.model:<19}{r.threads:>4}  {r.layer:<46}{r.kind:<20}{str(r.input_shape):<20}"
+              f"{r.us:>8.1f}{r.mflop:>8.2f}{100 * r.share_of_matmul:>5.0f}%")
+    for model, n_threads in dict.fromkeys((r.model, r.threads) for r in rows):
+        total = sum(r.us for r in rows if (r.model, r.threads) == (model, n_threads))
+        print(f"{model}, {n_threads} thread{'s' * (n_threads > 1)}: layers alone sum to {total:.1f} us")
+
+
 def print_table(rows: list[Row]) -> None:
     header = (
         f"{'model':<19}{'device':>7}{'batch':>6}{'thr':>4}{'eager ms':>10}{'ours ms':>9}{'ours/eager':>11}"
@@ -222,6 +298,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per setting")
     parser.add_argument("--no-cuda", action="store_true", help="skip the GPU settings")
     parser.add_argument("--threads", type=int, help="the default thread count (else PyTorch's)")
+    parser.add_argument("--layers", action="store_true",
+                        help="time each layer of the CPU inference path at batch 1 instead")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.threads:
@@ -235,15 +313,23 @@ def main() -> None:
     frames = {batch: rng.integers(0, 256, (batch, 64, 64, 3), dtype=np.uint8) for batch in (1, 64, 1024)}
     devices = ["cpu", "cuda"] if cuda else ["cpu"]
     models = {(name, device): make_model(name).to(device) for name in args.models for device in devices}
-    plan = [(name, *s) for name in args.models for s in settings(cuda)]
-    rows = []
-    for name, device, batch, n_threads in tqdm(plan, desc="benchmark", unit="setting"):
-        n_threads = n_threads or default_threads
-        with threads(n_threads):
-            model = models[name, device]
-            rows.append(measure(name, model, frames[batch], torch.device(device), n_threads, args.rounds))
-    print()
-    print_table(rows)
+    if args.layers:
+        plan = [(name, n) for name in args.models for n in dict.fromkeys((1, default_threads))]
+        rows = []
+        for name, n_threads in tqdm(plan, desc="layers", unit="setting"):
+            rows += measure_layers(name, models[name, "cpu"], frames[1], n_threads, args.rounds)
+        print()
+        print_layer_table(rows)
+    else:
+        plan = [(name, *s) for name in args.models for s in settings(cuda)]
+        rows = []
+        for name, device, batch, n_threads in tqdm(plan, desc="benchmark", unit="setting"):
+            n_threads = n_threads or default_threads
+            with threads(n_threads):
+                model = models[name, device]
+                rows.append(measure(name, model, frames[batch], torch.device(device), n_threads, args.rounds))
+        print()
+        print_table(rows)
     if args.json:
         atomic_write_text(args.json, json.dumps([asdict(r) for r in rows], indent=1))
 
