@@ -75,16 +75,21 @@ def make_model(name: str) -> BaseAutoencoder:
     return build_model(name, **kwargs).eval()
 
 
+def layer_flops(module: nn.Module, output: torch.Tensor) -> float:
+    """Floating-point operations of a convolution or linear layer, plain or rewritten; 0 for other steps."""
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.dim() not in (2, 4):
+        return 0.0
+    return 2.0 * output.numel() * weight[0].numel()
+
+
 def flops_per_frame(model: BaseAutoencoder) -> float:
     """Floating-point operations (2 per multiply-add) of the convolutions and linear layers in encode."""
     total = 0
 
     def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += 2 * output.numel() * module.weight[0].numel()
-        elif isinstance(module, nn.Linear):
-            total += 2 * output.numel() * module.in_features
+        total += layer_flops(module, output)
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
@@ -202,14 +207,6 @@ class LayerRow:
     share_of_matmul: float
 
 
-def layer_flops(module: nn.Module, output: torch.Tensor) -> float:
-    """Floating-point operations of one rewritten layer (0 for pools and other cheap steps)."""
-    weight = getattr(module, "weight", None)
-    if weight is None or weight.dim() not in (2, 4):
-        return 0.0
-    return 2.0 * output.numel() * weight[0].numel()
-
-
 class LayerInputs(fx.Interpreter):
     """Runs the graph once and keeps each module call's inputs and output."""
 
@@ -230,10 +227,9 @@ def measure_layers(
 ) -> list[LayerRow]:
     """Each layer of the CPU inference path timed on its own, in alternating rounds with the matmul probe."""
     encoder = build_frame_encoder(model, "cpu")
-    pixels = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
     with threads(n_threads), torch.inference_mode():
         interpreter = LayerInputs(encoder.module)
-        interpreter.run(pixels)
+        interpreter.run(encoder.graph_input(frames))
         calls = interpreter.calls
         fns = [lambda m=module, a=inputs: m(*a) for _, module, inputs, _ in calls]
         medians, matmul_s, _ = interleaved_medians(fns, matmul(torch.device("cpu")), rounds)

@@ -498,11 +498,15 @@ class FrameEncoder:
             self.fallback_reason = f"{type(model).__name__}.encode cannot be traced by torch.fx: {err}"
             warnings.warn(f"{self.fallback_reason}; it runs eagerly, without the fast path", stacklevel=2)
 
-    def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
+    def graph_input(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Checked uint8 frames as the graph takes them: unscaled float (N, 3, 64, 64), channels-last."""
         check_frames(frames)
+        pixels = torch.as_tensor(frames).to(self.device, non_blocking=True)
+        return pixels.permute(0, 3, 1, 2).float()
+
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            pixels = torch.as_tensor(frames).to(self.device, non_blocking=True)
-            return self._run(pixels.permute(0, 3, 1, 2).float()).float().cpu().numpy()
+            return self._run(self.graph_input(frames)).float().cpu().numpy()
 
     def __reduce__(self) -> tuple:
         return (FrameEncoder, (self.reference, self.device))
