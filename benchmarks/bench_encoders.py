@@ -38,7 +38,7 @@ from torch import fx, nn
 from tqdm import tqdm
 
 from gym_autoencoder.atomic import atomic_write_text
-from gym_autoencoder.inference import build_frame_encoder, eager_encode
+from gym_autoencoder.inference import SingleFrameSwitch, build_frame_encoder, eager_encode
 from model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 
 MATMUL_SIZE = 1024
@@ -75,12 +75,22 @@ def make_model(name: str) -> BaseAutoencoder:
     return build_model(name, **kwargs).eval()
 
 
-def layer_flops(module: nn.Module, output: torch.Tensor) -> float:
-    """Floating-point operations of a convolution or linear layer, plain or rewritten; 0 for other steps."""
+def layer_flops(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> float:
+    """Floating-point operations of a convolution or linear layer, plain or rewritten; 0 for other steps.
+
+    A convolution counts over its full output, also where a fused max-pool follows it.
+    """
+    if isinstance(module, SingleFrameSwitch):
+        module = module.single
     weight = getattr(module, "weight", None)
     if weight is None or weight.dim() not in (2, 4):
         return 0.0
-    return 2.0 * output.numel() * weight[0].numel()
+    if weight.dim() == 2:
+        return 2.0 * output.numel() * weight.shape[1]
+    n, _, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = module.kernel_size, module.stride, module.padding
+    out_pixels = ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1)
+    return 2.0 * n * out_pixels * weight.shape[0] * weight[0].numel()
 
 
 def flops_per_frame(model: BaseAutoencoder) -> float:
@@ -89,7 +99,7 @@ def flops_per_frame(model: BaseAutoencoder) -> float:
 
     def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        total += layer_flops(module, output)
+        total += layer_flops(module, inputs[0], output)
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
@@ -236,9 +246,10 @@ def measure_layers(
     rate = 2 * MATMUL_SIZE**3 / matmul_s
     rows = []
     for (target, module, inputs, output), seconds in zip(calls, medians):
-        flops = layer_flops(module, output)
+        flops = layer_flops(module, inputs[0], output)
         rows.append(LayerRow(
-            model=name, threads=n_threads, layer=target, kind=type(module).__name__,
+            model=name, threads=n_threads, layer=target,
+            kind=type(module.single if isinstance(module, SingleFrameSwitch) else module).__name__,
             input_shape=tuple(inputs[0].shape), us=seconds * 1e6, mflop=flops / 1e6,
             share_of_matmul=flops / seconds / rate,
         ))

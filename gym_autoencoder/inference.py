@@ -18,7 +18,10 @@ to the reference's within float rounding:
   there); PyTorch's own im2col convolution for single frames through small
   convolutions (its fixed cost per call is a third of oneDNN's); NNPACK's FFT
   convolution for large stride-1 kernels on batches (fewer operations than any
-  direct convolution);
+  direct convolution); for single frames, one matrix product over the patches of
+  an unpadded convolution with up to 100 output pixels, and one over the input
+  blocks of a stride-1 convolution followed by a max-pool whose kernel equals its
+  stride (the pool becomes a maximum over columns of the product);
 - on CPU, each linear layer, with the activation after it, becomes one matrix
   product; a flatten of a channels-last map before it becomes a free view, its
   weight's columns reordered to match;
@@ -54,6 +57,7 @@ INPUT_SCALE = 1.0 / 255.0
 
 MAX_PACKED_SHAPES = 8  # packed weights kept per convolution (one per batch size and thread count)
 GEMM_MAX_OUTPUT_PIXELS = 16  # a convolution with at most this many output pixels runs as one matmul
+SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS = 100  # ... and a single frame through one with at most this many
 IM2COL_MAX_ELEMENTS = 40000  # a single frame through a convolution whose patch matrix is at most this
 IM2COL_MAX_PATCH = 144  # large, whose patches are at most this long and which has at least ...
 IM2COL_MIN_OUT_CHANNELS = 16  # ... this many output channels runs as PyTorch's im2col + matmul
@@ -164,6 +168,73 @@ class GemmConv2d(FusedConv2d):
         rows = patches.reshape(n * oh * ow, kh * kw * c)
         y = rows @ self.matrix if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
         return self.activate(y).view(n, oh, ow, -1).permute(0, 3, 1, 2)
+
+
+class SingleFrameSwitch(nn.Module):
+    """A single frame through one module, batches through another: the fastest kernels differ."""
+
+    def __init__(self, single: nn.Module, batched: nn.Module) -> None:
+        super().__init__()
+        self.single = single
+        self.batched = batched
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.single(x) if x.shape[0] == 1 else self.batched(x)
+
+
+class BlockConvPool2d(FusedConv2d):
+    """A stride-1 convolution, its activation and a max-pool whose kernel equals its stride, as one matmul.
+
+    Each pooling window's convolution outputs are one row of the product of the
+    input block that feeds them with a weight matrix holding the kernel at each
+    output offset; the pool is then a maximum over those offsets. The activation
+    and the bias, monotone and shared by the window, go after the maximum. This
+    needs more operations than the convolution but no pass over its full-size
+    output, and keeps tensors channels-last from one layer to the next.
+    """
+
+    def __init__(self, conv: FusedConv2d, pool: int) -> None:
+        super().__init__(conv, conv.activation, conv.slope)
+        out_ch, in_ch, kh, kw = self.weight.shape
+        self.pool = pool
+        self.block = (kh + pool - 1, kw + pool - 1)
+        matrix = self.weight.new_zeros(*self.block, in_ch, pool, pool, out_ch)
+        taps = self.weight.permute(2, 3, 1, 0)
+        for i in range(pool):
+            for j in range(pool):
+                matrix[i:i + kh, j:j + kw, :, i, j] = taps
+        self.register_buffer("matrix", matrix.reshape(-1, pool * pool * out_ch))
+        bias = self.bias if self.bias is not None else self.weight.new_zeros(out_ch)
+        self.register_buffer("window_bias", bias.repeat(pool * pool))
+        self._padded: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def padded_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as NHWC inside a zero border of the convolution's padding, in a buffer kept per shape."""
+        (ph, pw), (n, c, h, w) = self.padding, x.shape
+        key = tuple(x.shape)
+        padded = self._padded.get(key)
+        if padded is None:
+            if len(self._padded) >= MAX_PACKED_SHAPES:
+                self._padded.pop(next(iter(self._padded)))
+            padded = self._padded[key] = x.new_zeros(n, h + 2 * ph, w + 2 * pw, c)
+        padded[:, ph:ph + h, pw:pw + w] = x.permute(0, 2, 3, 1)
+        return padded
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = self.padded_input(x)
+        n, h, w, c = padded.shape
+        (kh, kw), (bh, bw), s = self.kernel_size, self.block, self.pool
+        oh, ow = (h - kh + 1) // s, (w - kw + 1) // s
+        blocks = padded.as_strided((n, oh, ow, bh, bw * c), (h * w * c, s * w * c, s * c, w * c, 1))
+        y = torch.addmm(self.window_bias, blocks.reshape(n * oh * ow, -1), self.matrix)
+        y = y.view(n * oh * ow, s * s, -1)
+        pooled = torch.maximum(y[:, 0], y[:, 1])
+        for i in range(2, s * s):
+            torch.maximum(pooled, y[:, i], out=pooled)
+        return self.activate(pooled).view(n, oh, ow, -1).permute(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, max_pool={self.pool}"
 
 
 class Im2colConv2d(OneDNNConv2d):
@@ -324,11 +395,18 @@ ACTIVATIONS: dict[type[nn.Module], Callable[[nn.Module], tuple[str, float]]] = {
 }
 
 
+def _gemm_fits(conv: nn.Conv2d, node: fx.Node, max_pixels: int) -> bool:
+    """Whether GemmConv2d can run this convolution and it has at most ``max_pixels`` output pixels."""
+    out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
+    plain = conv.groups == 1 and tuple(conv.dilation) == (1, 1) and tuple(conv.padding) == (0, 0)
+    return plain and out_pixels <= max_pixels
+
+
 def _conv_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d]:
     """Which kernel suits this convolution, from its shapes on 64x64 frames."""
     out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
     plain = conv.groups == 1 and tuple(conv.dilation) == (1, 1)
-    if plain and tuple(conv.padding) == (0, 0) and out_pixels <= GEMM_MAX_OUTPUT_PIXELS:
+    if _gemm_fits(conv, node, GEMM_MAX_OUTPUT_PIXELS):
         return GemmConv2d
     large = min(conv.kernel_size) >= FFT_MIN_KERNEL
     if plain and tuple(conv.stride) == (1, 1) and large and nnpack_available():
@@ -369,8 +447,12 @@ def lower_convolutions(gm: fx.GraphModule) -> dict[str, int]:
         if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             continue
         kernel = _conv_kernel(conv, node)
-        _set_module(gm, node, kernel(conv, *absorb_activation(gm, node)), "fused")
-        counts[kernel.__name__] = counts.get(kernel.__name__, 0) + 1
+        activation = absorb_activation(gm, node)
+        module, name = kernel(conv, *activation), kernel.__name__
+        if kernel is not GemmConv2d and _gemm_fits(conv, node, SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS):
+            module, name = SingleFrameSwitch(GemmConv2d(conv, *activation), module), f"GemmConv2d|{name}"
+        _set_module(gm, node, module, "fused")
+        counts[name] = counts.get(name, 0) + 1
     return counts
 
 
@@ -414,6 +496,30 @@ def lower_max_pools(gm: fx.GraphModule) -> int:
     return count
 
 
+def fuse_convolution_pools(gm: fx.GraphModule) -> int:
+    """A stride-1 convolution read only by a max-pool whose kernel equals its stride runs,
+    for single frames, as a BlockConvPool2d. Returns how many.
+
+    Needs ``lower_convolutions`` and ``lower_max_pools`` first.
+    """
+    count = 0
+    for node in list(gm.graph.nodes):
+        conv = _module(gm, node)
+        users = list(node.users)
+        pool = _module(gm, users[0]) if len(users) == 1 else None
+        if not (isinstance(conv, FusedConv2d) and isinstance(pool, SeparableMaxPool2d)):
+            continue
+        plain = conv.groups == 1 and conv.stride == [1, 1] and conv.dilation == [1, 1]
+        monotone = conv.activation != "leaky_relu" or conv.slope >= 0
+        if plain and monotone and pool.kernel == pool.stride:
+            batched = nn.Sequential(conv, pool)
+            _set_module(gm, node, SingleFrameSwitch(BlockConvPool2d(conv, pool.stride), batched), "pooled")
+            users[0].replace_all_uses_with(node)
+            gm.graph.erase_node(users[0])
+            count += 1
+    return count
+
+
 def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
@@ -443,6 +549,7 @@ def rewrite_for_inference(
         applied.update(lower_convolutions(gm))
         applied["FusedLinear_flatten"] = lower_linears(gm)
         applied["SeparableMaxPool2d"] = lower_max_pools(gm)
+        applied["BlockConvPool2d"] = fuse_convolution_pools(gm)
         path = CPU_PATH
     gm.graph.eliminate_dead_code()
     gm.graph.lint()

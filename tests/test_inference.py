@@ -16,6 +16,8 @@ from gym_autoencoder.inference import (
     CPU_PATH,
     EAGER_PATH,
     FFT_MIN_BATCH,
+    BlockConvPool2d,
+    OneDNNConv2d,
     build_frame_encoder,
     eager_encode,
     trace_encode,
@@ -83,6 +85,43 @@ def test_every_layer_is_rewritten(name):
     called = [graph.get_submodule(n.target) for n in graph.graph.nodes if n.op == "call_module"]
     batch_norms = sum(isinstance(m, nn.BatchNorm2d) for m in called)
     assert encoder.rewrites["fold_batch_norms"] == batch_norms
+
+
+@pytest.mark.parametrize(
+    ("in_ch", "out_ch", "kernel", "padding", "pool", "size", "activation"),
+    [
+        (3, 16, 3, 1, 2, 64, "relu"),  # Conv_Maxpool's first layer
+        (16, 4, 3, 1, 2, 32, "relu"),  # ... and its second
+        (16, 32, 3, 0, 2, 31, "relu"),  # an odd output (29) whose last row the pool drops
+        (4, 8, 5, 2, 3, 20, "leaky_relu"),
+        (4, 8, 3, 1, 2, 16, "none"),
+    ],
+)
+def test_block_conv_pool_matches_convolution_then_pool(in_ch, out_ch, kernel, padding, pool, size, activation):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_ch, out_ch, kernel, padding=padding)
+    module, slope = {"relu": (nn.ReLU(), 0.0), "leaky_relu": (nn.LeakyReLU(0.2), 0.2), "none": (nn.Identity(), 0.0)}[
+        activation
+    ]
+    block = BlockConvPool2d(OneDNNConv2d(conv, activation, slope), pool)
+    x = torch.randn(1, in_ch, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = nn.functional.max_pool2d(module(conv(x)), pool)
+        for _ in range(2):  # the second call reuses the padded buffer
+            assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "kernels"),
+    [
+        ("Conv_Maxpool", {"BlockConvPool2d": 2}),
+        ("Conv_No_Bottleneck", {"BlockConvPool2d": 2}),
+        ("Conv_Maxpool_Big", {"GemmConv2d|FFTConv2d": 1}),
+    ],
+)
+def test_single_frames_take_the_measured_kernels(name, kernels):
+    rewrites = build_frame_encoder(fresh_model(name).eval(), "cpu").rewrites
+    assert {key: rewrites.get(key) for key in kernels} == kernels
 
 
 def test_environments_and_load_model_use_the_fast_path(env_checkpoints):
