@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -55,7 +56,7 @@ CHANNELS_LAST_PATH = "fx-folded-channels-last"
 EAGER_PATH = "eager"
 INPUT_SCALE = 1.0 / 255.0
 
-MAX_PACKED_SHAPES = 8  # packed weights kept per convolution (one per batch size and thread count)
+MAX_PACKED_SHAPES = 8  # packed weights or padded buffers kept per layer (one per input shape and threads)
 GEMM_MAX_OUTPUT_PIXELS = 16  # a convolution with at most this many output pixels runs as one matmul
 SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS = 100  # ... and a single frame through one with at most this many
 IM2COL_MAX_ELEMENTS = 40000  # a single frame through a convolution whose patch matrix is at most this
@@ -209,9 +210,13 @@ class BlockConvPool2d(FusedConv2d):
         self._padded: dict[tuple[int, ...], torch.Tensor] = {}
 
     def padded_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as NHWC inside a zero border of the convolution's padding, in a buffer kept per shape."""
+        """``x`` as NHWC inside a zero border of the convolution's padding.
+
+        The buffer is kept per input shape and calling thread: allocating and zeroing
+        it on every call costs more than the rest of a small layer.
+        """
         (ph, pw), (n, c, h, w) = self.padding, x.shape
-        key = tuple(x.shape)
+        key = (*x.shape, threading.get_ident())
         padded = self._padded.get(key)
         if padded is None:
             if len(self._padded) >= MAX_PACKED_SHAPES:

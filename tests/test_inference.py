@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 
 import gymnasium
 import numpy as np
@@ -87,6 +88,9 @@ def test_every_layer_is_rewritten(name):
     assert encoder.rewrites["fold_batch_norms"] == batch_norms
 
 
+ACTIVATION_MODULES = {"relu": (nn.ReLU(), 0.0), "leaky_relu": (nn.LeakyReLU(0.2), 0.2), "none": (nn.Identity(), 0.0)}
+
+
 @pytest.mark.parametrize(
     ("in_ch", "out_ch", "kernel", "padding", "pool", "size", "activation"),
     [
@@ -100,15 +104,32 @@ def test_every_layer_is_rewritten(name):
 def test_block_conv_pool_matches_convolution_then_pool(in_ch, out_ch, kernel, padding, pool, size, activation):
     torch.manual_seed(0)
     conv = nn.Conv2d(in_ch, out_ch, kernel, padding=padding)
-    module, slope = {"relu": (nn.ReLU(), 0.0), "leaky_relu": (nn.LeakyReLU(0.2), 0.2), "none": (nn.Identity(), 0.0)}[
-        activation
-    ]
+    module, slope = ACTIVATION_MODULES[activation]
     block = BlockConvPool2d(OneDNNConv2d(conv, activation, slope), pool)
     x = torch.randn(1, in_ch, size, size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = nn.functional.max_pool2d(module(conv(x)), pool)
         for _ in range(2):  # the second call reuses the padded buffer
             assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_threads_calling_one_encoder_at_once_get_their_own_encodings(frames):
+    model = trained_like("Conv_Maxpool")
+    encoder = build_frame_encoder(model, "cpu")
+    expected = [eager_encode(model, frames[i:i + 1]) for i in range(2)]
+    results: list[list[np.ndarray]] = [[], []]
+
+    def encode_repeatedly(i: int) -> None:
+        for _ in range(100):
+            results[i].append(encoder(frames[i:i + 1]))
+
+    workers = [threading.Thread(target=encode_repeatedly, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for i in range(2):
+        assert max(np.abs(r - expected[i]).max() for r in results[i]) <= TOLERANCE
 
 
 @pytest.mark.parametrize(
