@@ -88,7 +88,9 @@ def test_every_layer_is_rewritten(name):
     assert encoder.rewrites["fold_batch_norms"] == batch_norms
 
 
-ACTIVATION_MODULES = {"relu": (nn.ReLU(), 0.0), "leaky_relu": (nn.LeakyReLU(0.2), 0.2), "none": (nn.Identity(), 0.0)}
+ACTIVATION_MODULES = {
+    "relu": (nn.ReLU(), 0.0), "leaky_relu": (nn.LeakyReLU(0.2), 0.2), "none": (nn.Identity(), 0.0)
+}
 
 
 @pytest.mark.parametrize(
