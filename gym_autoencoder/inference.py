@@ -40,6 +40,7 @@ import operator
 import threading
 import warnings
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -152,23 +153,71 @@ class OneDNNConv2d(FusedConv2d):
         )
 
 
-class GemmConv2d(FusedConv2d):
-    """An unpadded convolution with few output pixels as one matrix product over its NHWC patches."""
+class PatchWorkspace(NamedTuple):
+    """A PatchConv2d's buffers for one input shape."""
+
+    interior: torch.Tensor  # where the input goes, inside the zero border of the padding (NHWC)
+    patches: torch.Tensor  # the padded input's windows: a strided view
+    rows: torch.Tensor  # the gathered windows as a matrix, one row per window
+    gathered: torch.Tensor  # the same memory shaped like ``patches``, to copy them into
+    grid: tuple[int, int, int]  # (N, windows down, windows across)
+
+
+class PatchConv2d(FusedConv2d):
+    """A convolution computed as one matrix product over windows of its NHWC input.
+
+    Subclasses set the window and its step; the gathered windows go in buffers
+    kept per input shape and calling thread, because allocating and zeroing them,
+    and slicing views into them, on every call costs more than the rest of a small layer.
+    """
+
+    window: tuple[int, int]
+    step: tuple[int, int]
 
     def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
         super().__init__(conv, activation, slope)
+        self._workspaces: dict[tuple[int, ...], PatchWorkspace] = {}
+
+    def workspace(self, x: torch.Tensor) -> PatchWorkspace:
+        key = (*x.shape, threading.get_ident())
+        space = self._workspaces.get(key)
+        if space is None:
+            if len(self._workspaces) >= MAX_PACKED_SHAPES:
+                self._workspaces.pop(next(iter(self._workspaces)))
+            (ph, pw), (n, c, h, w) = self.padding, x.shape
+            (wh, ww), (sh, sw) = self.window, self.step
+            hp, wp = h + 2 * ph, w + 2 * pw
+            padded = x.new_zeros(n, hp, wp, c)
+            oh, ow = (hp - wh) // sh + 1, (wp - ww) // sw + 1
+            patches = padded.as_strided((n, oh, ow, wh, ww * c), (hp * wp * c, sh * wp * c, sw * c, wp * c, 1))
+            rows = x.new_empty(n * oh * ow, wh * ww * c)
+            interior = padded[:, ph:ph + h, pw:pw + w]
+            space = PatchWorkspace(interior, patches, rows, rows.view(patches.shape), (n, oh, ow))
+            self._workspaces[key] = space
+        return space
+
+    def gather(self, x: torch.Tensor) -> PatchWorkspace:
+        """The workspace for ``x``, its rows holding ``x``'s windows."""
+        space = self.workspace(x)
+        space.interior.copy_(x.permute(0, 2, 3, 1))
+        space.gathered.copy_(space.patches)
+        return space
+
+
+class GemmConv2d(PatchConv2d):
+    """A convolution as one matrix product over its NHWC patches: for few output pixels."""
+
+    def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
+        super().__init__(conv, activation, slope)
+        self.window, self.step = self.kernel_size, tuple(self.stride)
         out_ch = self.weight.shape[0]
         self.register_buffer("matrix", self.weight.permute(2, 3, 1, 0).reshape(-1, out_ch).contiguous())
+        self.register_buffer("zero_bias", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-        nhwc = x.permute(0, 2, 3, 1).contiguous()
-        patches = nhwc.as_strided((n, oh, ow, kh, kw * c), (h * w * c, sh * w * c, sw * c, w * c, 1))
-        rows = patches.reshape(n * oh * ow, kh * kw * c)
-        y = rows @ self.matrix if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
-        return self.activate(y).view(n, oh, ow, -1).permute(0, 3, 1, 2)
+        space = self.gather(x)
+        y = torch.addmm(self.zero_bias, space.rows, self.matrix)
+        return self.activate(y).view(*space.grid, -1).permute(0, 3, 1, 2)
 
 
 class SingleFrameSwitch(nn.Module):
@@ -183,7 +232,7 @@ class SingleFrameSwitch(nn.Module):
         return self.single(x) if x.shape[0] == 1 else self.batched(x)
 
 
-class BlockConvPool2d(FusedConv2d):
+class BlockConvPool2d(PatchConv2d):
     """A stride-1 convolution, its activation and a max-pool whose kernel equals its stride, as one matmul.
 
     Each pooling window's convolution outputs are one row of the product of the
@@ -198,8 +247,8 @@ class BlockConvPool2d(FusedConv2d):
         super().__init__(conv, conv.activation, conv.slope)
         out_ch, in_ch, kh, kw = self.weight.shape
         self.pool = pool
-        self.block = (kh + pool - 1, kw + pool - 1)
-        matrix = self.weight.new_zeros(*self.block, in_ch, pool, pool, out_ch)
+        self.window, self.step = (kh + pool - 1, kw + pool - 1), (pool, pool)
+        matrix = self.weight.new_zeros(*self.window, in_ch, pool, pool, out_ch)
         taps = self.weight.permute(2, 3, 1, 0)
         for i in range(pool):
             for j in range(pool):
@@ -207,36 +256,15 @@ class BlockConvPool2d(FusedConv2d):
         self.register_buffer("matrix", matrix.reshape(-1, pool * pool * out_ch))
         bias = self.bias if self.bias is not None else self.weight.new_zeros(out_ch)
         self.register_buffer("window_bias", bias.repeat(pool * pool))
-        self._padded: dict[tuple[int, ...], torch.Tensor] = {}
-
-    def padded_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as NHWC inside a zero border of the convolution's padding.
-
-        The buffer is kept per input shape and calling thread: allocating and zeroing
-        it on every call costs more than the rest of a small layer.
-        """
-        (ph, pw), (n, c, h, w) = self.padding, x.shape
-        key = (*x.shape, threading.get_ident())
-        padded = self._padded.get(key)
-        if padded is None:
-            if len(self._padded) >= MAX_PACKED_SHAPES:
-                self._padded.pop(next(iter(self._padded)))
-            padded = self._padded[key] = x.new_zeros(n, h + 2 * ph, w + 2 * pw, c)
-        padded[:, ph:ph + h, pw:pw + w] = x.permute(0, 2, 3, 1)
-        return padded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = self.padded_input(x)
-        n, h, w, c = padded.shape
-        (kh, kw), (bh, bw), s = self.kernel_size, self.block, self.pool
-        oh, ow = (h - kh + 1) // s, (w - kw + 1) // s
-        blocks = padded.as_strided((n, oh, ow, bh, bw * c), (h * w * c, s * w * c, s * c, w * c, 1))
-        y = torch.addmm(self.window_bias, blocks.reshape(n * oh * ow, -1), self.matrix)
-        y = y.view(n * oh * ow, s * s, -1)
-        pooled = torch.maximum(y[:, 0], y[:, 1])
-        for i in range(2, s * s):
-            torch.maximum(pooled, y[:, i], out=pooled)
-        return self.activate(pooled).view(n, oh, ow, -1).permute(0, 3, 1, 2)
+        space = self.gather(x)
+        y = torch.addmm(self.window_bias, space.rows, self.matrix)
+        windows = y.view(y.shape[0], self.pool * self.pool, -1).unbind(1)
+        pooled = torch.maximum(windows[0], windows[1])
+        for window in windows[2:]:
+            torch.maximum(pooled, window, out=pooled)
+        return self.activate(pooled).view(*space.grid, -1).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, max_pool={self.pool}"
@@ -407,6 +435,11 @@ def _gemm_fits(conv: nn.Conv2d, node: fx.Node, max_pixels: int) -> bool:
     return plain and out_pixels <= max_pixels
 
 
+def _single_frame_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d] | None:
+    """A kernel that beats the batch kernel on a single frame through this convolution, if one does."""
+    return GemmConv2d if _gemm_fits(conv, node, SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS) else None
+
+
 def _conv_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d]:
     """Which kernel suits this convolution, from its shapes on 64x64 frames."""
     out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
@@ -454,8 +487,9 @@ def lower_convolutions(gm: fx.GraphModule) -> dict[str, int]:
         kernel = _conv_kernel(conv, node)
         activation = absorb_activation(gm, node)
         module, name = kernel(conv, *activation), kernel.__name__
-        if kernel is not GemmConv2d and _gemm_fits(conv, node, SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS):
-            module, name = SingleFrameSwitch(GemmConv2d(conv, *activation), module), f"GemmConv2d|{name}"
+        single = _single_frame_kernel(conv, node)
+        if single not in (None, kernel):
+            module, name = SingleFrameSwitch(single(conv, *activation), module), f"{single.__name__}|{name}"
         _set_module(gm, node, module, "fused")
         counts[name] = counts.get(name, 0) + 1
     return counts

@@ -111,7 +111,7 @@ def test_block_conv_pool_matches_convolution_then_pool(in_ch, out_ch, kernel, pa
     x = torch.randn(1, in_ch, size, size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected = nn.functional.max_pool2d(module(conv(x)), pool)
-        for _ in range(2):  # the second call reuses the padded buffer
+        for _ in range(2):  # the second call reuses the buffers
             assert torch.allclose(block(x), expected, atol=1e-5)
 
 
