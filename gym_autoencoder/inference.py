@@ -57,7 +57,7 @@ CHANNELS_LAST_PATH = "fx-folded-channels-last"
 EAGER_PATH = "eager"
 INPUT_SCALE = 1.0 / 255.0
 
-MAX_PACKED_SHAPES = 8  # packed weights or padded buffers kept per layer (one per input shape and threads)
+MAX_PACKED_SHAPES = 8  # packed weights or patch buffers kept per layer (one per input shape and thread)
 GEMM_MAX_OUTPUT_PIXELS = 16  # a convolution with at most this many output pixels runs as one matmul
 SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS = 100  # ... and a single frame through one with at most this many
 IM2COL_MAX_ELEMENTS = 40000  # a single frame through a convolution whose patch matrix is at most this
@@ -212,11 +212,11 @@ class GemmConv2d(PatchConv2d):
         self.window, self.step = self.kernel_size, tuple(self.stride)
         out_ch = self.weight.shape[0]
         self.register_buffer("matrix", self.weight.permute(2, 3, 1, 0).reshape(-1, out_ch).contiguous())
-        self.register_buffer("zero_bias", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
+        self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         space = self.gather(x)
-        y = torch.addmm(self.zero_bias, space.rows, self.matrix)
+        y = torch.addmm(self.bias_or_zeros, space.rows, self.matrix)
         return self.activate(y).view(*space.grid, -1).permute(0, 3, 1, 2)
 
 
@@ -429,7 +429,10 @@ ACTIVATIONS: dict[type[nn.Module], Callable[[nn.Module], tuple[str, float]]] = {
 
 
 def _gemm_fits(conv: nn.Conv2d, node: fx.Node, max_pixels: int) -> bool:
-    """Whether GemmConv2d can run this convolution and it has at most ``max_pixels`` output pixels."""
+    """Whether this is a plain unpadded convolution with at most ``max_pixels`` output pixels.
+
+    Those are the shapes where one matrix product over the patches measured fastest.
+    """
     out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
     plain = conv.groups == 1 and tuple(conv.dilation) == (1, 1) and tuple(conv.padding) == (0, 0)
     return plain and out_pixels <= max_pixels
@@ -536,10 +539,11 @@ def lower_max_pools(gm: fx.GraphModule) -> int:
 
 
 def fuse_convolution_pools(gm: fx.GraphModule) -> int:
-    """A stride-1 convolution read only by a max-pool whose kernel equals its stride runs,
-    for single frames, as a BlockConvPool2d. Returns how many.
+    """Single frames through a stride-1 convolution and the max-pool that alone reads it run as one step.
 
-    Needs ``lower_convolutions`` and ``lower_max_pools`` first.
+    The pool's kernel must equal its stride; the step is a BlockConvPool2d, and
+    batches keep the two kernels. Needs ``lower_convolutions`` and ``lower_max_pools``
+    first. Returns how many pairs were fused.
     """
     count = 0
     for node in list(gm.graph.nodes):
