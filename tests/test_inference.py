@@ -65,7 +65,7 @@ def test_fast_path_matches_the_eager_module_on_real_frames(name, frames, frames_
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fast_path_matches_the_eager_module_with_the_shipped_weights(name, frames):
-    """Trained weights give larger encodings (up to about 80) than fresh ones: the tolerance must still hold."""
+    """Trained weights give larger encodings (up to about 70) than fresh ones: the tolerance must still hold."""
     model = load_model(name).model
     encoder = build_frame_encoder(model, "cpu")
     for batch in (frames[:1], frames):
