@@ -75,13 +75,17 @@ def make_model(name: str) -> BaseAutoencoder:
     return build_model(name, **kwargs).eval()
 
 
+def single_frame_module(module: nn.Module) -> nn.Module:
+    """The module a single frame runs through: the layers are timed at batch 1."""
+    return module.single if isinstance(module, SingleFrameSwitch) else module
+
+
 def layer_flops(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> float:
     """Floating-point operations of a convolution or linear layer, plain or rewritten; 0 for other steps.
 
     A convolution counts over its full output, also where a fused max-pool follows it.
     """
-    if isinstance(module, SingleFrameSwitch):
-        module = module.single
+    module = single_frame_module(module)
     weight = getattr(module, "weight", None)
     if weight is None or weight.dim() not in (2, 4):
         return 0.0
@@ -248,8 +252,7 @@ def measure_layers(
     for (target, module, inputs, output), seconds in zip(calls, medians):
         flops = layer_flops(module, inputs[0], output)
         rows.append(LayerRow(
-            model=name, threads=n_threads, layer=target,
-            kind=type(module.single if isinstance(module, SingleFrameSwitch) else module).__name__,
+            model=name, threads=n_threads, layer=target, kind=type(single_frame_module(module)).__name__,
             input_shape=tuple(inputs[0].shape), us=seconds * 1e6, mflop=flops / 1e6,
             share_of_matmul=flops / seconds / rate,
         ))

@@ -87,6 +87,16 @@ class _ScaledEncode(_Encode):
         return self.model.encode(x * INPUT_SCALE)
 
 
+def kept_per_shape(cache: dict, key: tuple, make: Callable[..., object], *args: object) -> object:
+    """``cache[key]``, made by ``make(*args)`` when missing; the oldest entry goes beyond MAX_PACKED_SHAPES."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= MAX_PACKED_SHAPES:
+            cache.pop(next(iter(cache)))
+        value = cache[key] = make(*args)
+    return value
+
+
 def activate_(y: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
     """``y`` through the named activation ("relu", "leaky_relu" or "none"), in place."""
     if activation == "relu":
@@ -135,16 +145,12 @@ class OneDNNConv2d(FusedConv2d):
         self._packed: dict[tuple[int, ...], torch.Tensor] = {}
 
     def packed_weight(self, shape: tuple[int, ...]) -> torch.Tensor:
-        key = (*shape, torch.get_num_threads())
-        packed = self._packed.get(key)
-        if packed is None:
-            if len(self._packed) >= MAX_PACKED_SHAPES:
-                self._packed.pop(next(iter(self._packed)))
-            packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                self.weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(shape)
-            )
-            self._packed[key] = packed
-        return packed
+        return kept_per_shape(self._packed, (*shape, torch.get_num_threads()), self._pack, shape)
+
+    def _pack(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch._C._nn.mkldnn_reorder_conv2d_weight(
+            self.weight.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, list(shape)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise.default(
@@ -176,29 +182,24 @@ class PatchConv2d(FusedConv2d):
 
     def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
         super().__init__(conv, activation, slope)
+        out_ch = self.weight.shape[0]
+        self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
         self._workspaces: dict[tuple[int, ...], PatchWorkspace] = {}
 
-    def workspace(self, x: torch.Tensor) -> PatchWorkspace:
-        key = (*x.shape, threading.get_ident())
-        space = self._workspaces.get(key)
-        if space is None:
-            if len(self._workspaces) >= MAX_PACKED_SHAPES:
-                self._workspaces.pop(next(iter(self._workspaces)))
-            (ph, pw), (n, c, h, w) = self.padding, x.shape
-            (wh, ww), (sh, sw) = self.window, self.step
-            hp, wp = h + 2 * ph, w + 2 * pw
-            padded = x.new_zeros(n, hp, wp, c)
-            oh, ow = (hp - wh) // sh + 1, (wp - ww) // sw + 1
-            patches = padded.as_strided((n, oh, ow, wh, ww * c), (hp * wp * c, sh * wp * c, sw * c, wp * c, 1))
-            rows = x.new_empty(n * oh * ow, wh * ww * c)
-            interior = padded[:, ph:ph + h, pw:pw + w]
-            space = PatchWorkspace(interior, patches, rows, rows.view(patches.shape), (n, oh, ow))
-            self._workspaces[key] = space
-        return space
+    def _workspace(self, x: torch.Tensor) -> PatchWorkspace:
+        (ph, pw), (n, c, h, w) = self.padding, x.shape
+        (wh, ww), (sh, sw) = self.window, self.step
+        hp, wp = h + 2 * ph, w + 2 * pw
+        padded = x.new_zeros(n, hp, wp, c)
+        oh, ow = (hp - wh) // sh + 1, (wp - ww) // sw + 1
+        patches = padded.as_strided((n, oh, ow, wh, ww * c), (hp * wp * c, sh * wp * c, sw * c, wp * c, 1))
+        rows = x.new_empty(n * oh * ow, wh * ww * c)
+        interior = padded[:, ph:ph + h, pw:pw + w]
+        return PatchWorkspace(interior, patches, rows, rows.view(patches.shape), (n, oh, ow))
 
     def gather(self, x: torch.Tensor) -> PatchWorkspace:
-        """The workspace for ``x``, its rows holding ``x``'s windows."""
-        space = self.workspace(x)
+        """The workspace for ``x``'s shape and this thread, its rows holding ``x``'s windows."""
+        space = kept_per_shape(self._workspaces, (*x.shape, threading.get_ident()), self._workspace, x)
         space.interior.copy_(x.permute(0, 2, 3, 1))
         space.gathered.copy_(space.patches)
         return space
@@ -212,7 +213,6 @@ class GemmConv2d(PatchConv2d):
         self.window, self.step = self.kernel_size, tuple(self.stride)
         out_ch = self.weight.shape[0]
         self.register_buffer("matrix", self.weight.permute(2, 3, 1, 0).reshape(-1, out_ch).contiguous())
-        self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         space = self.gather(x)
@@ -254,8 +254,7 @@ class BlockConvPool2d(PatchConv2d):
             for j in range(pool):
                 matrix[i:i + kh, j:j + kw, :, i, j] = taps
         self.register_buffer("matrix", matrix.reshape(-1, pool * pool * out_ch))
-        bias = self.bias if self.bias is not None else self.weight.new_zeros(out_ch)
-        self.register_buffer("window_bias", bias.repeat(pool * pool))
+        self.register_buffer("window_bias", self.bias_or_zeros.repeat(pool * pool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         space = self.gather(x)
