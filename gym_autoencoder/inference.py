@@ -7,8 +7,10 @@ to the reference's within float rounding:
 
 - batch norms are folded into the convolutions before them;
 - max-pools that return indices nobody reads become plain max-pools;
-- the 1/255 input scaling is folded into the first convolution's weights, so a
-  uint8 NHWC frame needs only a cast: its (N, C, H, W) view is already channels-last;
+- the 1/255 input scaling is folded into the first convolution's weights, so the
+  graph takes the uint8 NHWC frames as they are (their (N, C, H, W) view is
+  channels-last) and converts them in its first step, or its first layer does, as it
+  copies them into its buffer;
 - on CPU, every tensor stays channels-last and each convolution, with the
   ReLU/LeakyReLU after it, becomes one call of the fastest kernel for its shape
   (measured with ``benchmarks/bench_encoders.py``):
@@ -19,7 +21,7 @@ to the reference's within float rounding:
   convolutions (its fixed cost per call is a third of oneDNN's); NNPACK's FFT
   convolution for large stride-1 kernels on batches (fewer operations than any
   direct convolution); for single frames, one matrix product over the patches of
-  an unpadded convolution with up to 100 output pixels, and one over the input
+  a strided convolution or an unpadded one with up to 100 output pixels, and one over the input
   blocks of a stride-1 convolution followed by a max-pool whose kernel equals its
   stride (the pool becomes a maximum over columns of the product);
 - on CPU, each linear layer, with the activation after it, becomes one matrix
@@ -66,6 +68,7 @@ IM2COL_MIN_OUT_CHANNELS = 16  # ... this many output channels runs as PyTorch's 
 FFT_MIN_KERNEL = 5  # stride-1 kernels at least this wide run through NNPACK's FFT ...
 FFT_MIN_BATCH = 4  # ... on batches at least this large (below, oneDNN's direct kernel is faster)
 SEPARABLE_POOL_MIN_ELEMENTS = 65536  # smaller pools are faster as one PyTorch call
+GATHER_PAIRS_MAX_RUN = 16  # a window row at most this many floats long is gathered by index, two floats at a time
 # (the thresholds were measured on this project's 2-core AMD EPYC with PyTorch 2.13)
 
 
@@ -163,45 +166,78 @@ class PatchWorkspace(NamedTuple):
     """A PatchConv2d's buffers for one input shape."""
 
     interior: torch.Tensor  # where the input goes, inside the zero border of the padding (NHWC)
-    patches: torch.Tensor  # the padded input's windows: a strided view
+    source: torch.Tensor  # the padded input, flat, in gather units
+    windows: torch.Tensor  # its windows: a strided view of ``source``, one row of units per window row
+    index: torch.Tensor | None  # where each unit of ``windows`` sits in ``source``; None: copy the view
+    gathered: torch.Tensor  # the memory of ``rows`` in units: flat to gather by index, else shaped like ``windows``
     rows: torch.Tensor  # the gathered windows as a matrix, one row per window
-    gathered: torch.Tensor  # the same memory shaped like ``patches``, to copy them into
     grid: tuple[int, int, int]  # (N, windows down, windows across)
 
 
 class PatchConv2d(FusedConv2d):
     """A convolution computed as one matrix product over windows of its NHWC input.
 
-    Subclasses set the window and its step; the gathered windows go in buffers
+    Subclasses give the window and its step; the gathered windows go in buffers
     kept per input shape and calling thread, because allocating and zeroing them,
     and slicing views into them, on every call costs more than the rest of a small layer.
+    Rows of a window that are only a few floats long (a frame's 3 channels) are
+    gathered by index in units of two floats: copying a strided view moves them a
+    few floats at a time, twice as slowly. The input may be the uint8 frames: the
+    copy into the buffer converts them.
     """
 
-    window: tuple[int, int]
-    step: tuple[int, int]
-
-    def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
+    def __init__(
+        self, conv: nn.Conv2d, activation: str, slope: float, window: tuple[int, int], step: tuple[int, int]
+    ) -> None:
         super().__init__(conv, activation, slope)
-        out_ch = self.weight.shape[0]
+        out_ch, in_ch = self.weight.shape[:2]
+        self.window, self.step = window, step
+        run = window[1] * in_ch
+        pairs = self.weight.dtype == torch.float32 and run <= GATHER_PAIRS_MAX_RUN and step[1] * in_ch % 2 == 0
+        self.unit = 2 if pairs else 1
+        self.row_length = -(-run // self.unit) * self.unit  # the floats gathered per window row
         self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
         self._workspaces: dict[tuple[int, ...], PatchWorkspace] = {}
 
+    def window_matrix(self, taps: torch.Tensor) -> torch.Tensor:
+        """(window height, window width, in_ch, K) taps as the (rows' width, K) matrix the rows multiply.
+
+        Its rows are zero where a window row's last unit runs past the window.
+        """
+        wh, ww, in_ch, k = taps.shape
+        matrix = taps.new_zeros(wh, self.row_length, k)
+        matrix[:, :ww * in_ch] = taps.reshape(wh, ww * in_ch, k)
+        return matrix.reshape(-1, k).contiguous()
+
     def _workspace(self, x: torch.Tensor) -> PatchWorkspace:
         (ph, pw), (n, c, h, w) = self.padding, x.shape
-        (wh, ww), (sh, sw) = self.window, self.step
+        (wh, ww), (sh, sw), unit = self.window, self.step, self.unit
         hp, wp = h + 2 * ph, w + 2 * pw
-        padded = x.new_zeros(n, hp, wp, c)
         oh, ow = (hp - wh) // sh + 1, (wp - ww) // sw + 1
-        patches = padded.as_strided((n, oh, ow, wh, ww * c), (hp * wp * c, sh * wp * c, sw * c, wp * c, 1))
-        rows = x.new_empty(n * oh * ow, wh * ww * c)
-        interior = padded[:, ph:ph + h, pw:pw + w]
-        return PatchWorkspace(interior, patches, rows, rows.view(patches.shape), (n, oh, ow))
+        wp += wp * c % unit  # so that every row starts on a unit
+        size = n * hp * wp * c
+        flat = torch.zeros(size + unit, dtype=self.weight.dtype, device=x.device)  # + the last unit's overrun
+        source = flat.view(torch.float64) if unit == 2 else flat
+        shape = (n, oh, ow, wh, self.row_length // unit)
+        strides = tuple(s // unit for s in (hp * wp * c, sh * wp * c, sw * c, wp * c, unit))
+        windows = source.as_strided(shape, strides)
+        rows = flat.new_empty(n * oh * ow, wh * self.row_length)
+        if unit == 1:
+            index, gathered = None, rows.view(shape)
+        else:
+            positions = torch.arange(source.numel(), device=x.device)
+            index, gathered = positions.as_strided(shape, strides).flatten(), rows.view(source.dtype).view(-1)
+        interior = flat[:size].view(n, hp, wp, c)[:, ph:ph + h, pw:pw + w]
+        return PatchWorkspace(interior, source, windows, index, gathered, rows, (n, oh, ow))
 
     def gather(self, x: torch.Tensor) -> PatchWorkspace:
         """The workspace for ``x``'s shape and this thread, its rows holding ``x``'s windows."""
         space = kept_per_shape(self._workspaces, (*x.shape, threading.get_ident()), self._workspace, x)
         space.interior.copy_(x.permute(0, 2, 3, 1))
-        space.gathered.copy_(space.patches)
+        if space.index is None:
+            space.gathered.copy_(space.windows)
+        else:
+            torch.index_select(space.source, 0, space.index, out=space.gathered)
         return space
 
 
@@ -209,10 +245,8 @@ class GemmConv2d(PatchConv2d):
     """A convolution as one matrix product over its NHWC patches: for few output pixels."""
 
     def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
-        super().__init__(conv, activation, slope)
-        self.window, self.step = self.kernel_size, tuple(self.stride)
-        out_ch = self.weight.shape[0]
-        self.register_buffer("matrix", self.weight.permute(2, 3, 1, 0).reshape(-1, out_ch).contiguous())
+        super().__init__(conv, activation, slope, tuple(conv.kernel_size), tuple(conv.stride))
+        self.register_buffer("matrix", self.window_matrix(self.weight.permute(2, 3, 1, 0)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         space = self.gather(x)
@@ -244,16 +278,15 @@ class BlockConvPool2d(PatchConv2d):
     """
 
     def __init__(self, conv: FusedConv2d, pool: int) -> None:
-        super().__init__(conv, conv.activation, conv.slope)
-        out_ch, in_ch, kh, kw = self.weight.shape
+        out_ch, in_ch, kh, kw = conv.weight.shape
+        window = (kh + pool - 1, kw + pool - 1)
+        super().__init__(conv, conv.activation, conv.slope, window, (pool, pool))
         self.pool = pool
-        self.window, self.step = (kh + pool - 1, kw + pool - 1), (pool, pool)
-        matrix = self.weight.new_zeros(*self.window, in_ch, pool, pool, out_ch)
-        taps = self.weight.permute(2, 3, 1, 0)
+        taps = self.weight.new_zeros(*window, in_ch, pool, pool, out_ch)
         for i in range(pool):
             for j in range(pool):
-                matrix[i:i + kh, j:j + kw, :, i, j] = taps
-        self.register_buffer("matrix", matrix.reshape(-1, pool * pool * out_ch))
+                taps[i:i + kh, j:j + kw, :, i, j] = self.weight.permute(2, 3, 1, 0)
+        self.register_buffer("matrix", self.window_matrix(taps.flatten(3)))
         self.register_buffer("window_bias", self.bias_or_zeros.repeat(pool * pool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -427,25 +460,33 @@ ACTIVATIONS: dict[type[nn.Module], Callable[[nn.Module], tuple[str, float]]] = {
 }
 
 
+def _plain(conv: nn.Conv2d) -> bool:
+    return conv.groups == 1 and tuple(conv.dilation) == (1, 1)
+
+
 def _gemm_fits(conv: nn.Conv2d, node: fx.Node, max_pixels: int) -> bool:
     """Whether this is a plain unpadded convolution with at most ``max_pixels`` output pixels.
 
     Those are the shapes where one matrix product over the patches measured fastest.
     """
     out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
-    plain = conv.groups == 1 and tuple(conv.dilation) == (1, 1) and tuple(conv.padding) == (0, 0)
-    return plain and out_pixels <= max_pixels
+    return _plain(conv) and tuple(conv.padding) == (0, 0) and out_pixels <= max_pixels
 
 
 def _single_frame_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d] | None:
-    """A kernel that beats the batch kernel on a single frame through this convolution, if one does."""
-    return GemmConv2d if _gemm_fits(conv, node, SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS) else None
+    """A kernel that beats the batch kernel on a single frame through this convolution, if one does.
+
+    One matrix product over the patches does, for a strided convolution or one with a
+    small output; oneDNN's direct kernel stays faster on large stride-1 outputs (Conv_Unpool's).
+    """
+    strided = _plain(conv) and max(conv.stride) > 1
+    return GemmConv2d if strided or _gemm_fits(conv, node, SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS) else None
 
 
 def _conv_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d]:
     """Which kernel suits this convolution, from its shapes on 64x64 frames."""
     out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
-    plain = conv.groups == 1 and tuple(conv.dilation) == (1, 1)
+    plain = _plain(conv)
     if _gemm_fits(conv, node, GEMM_MAX_OUTPUT_PIXELS):
         return GemmConv2d
     large = min(conv.kernel_size) >= FFT_MIN_KERNEL
@@ -562,6 +603,35 @@ def fuse_convolution_pools(gm: fx.GraphModule) -> int:
     return count
 
 
+class FloatFrames(nn.Module):
+    """The uint8 frames as float32, in the same channels-last layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+
+def read_uint8_frames(gm: fx.GraphModule) -> int:
+    """The graph takes the uint8 frames: converted by a FloatFrames step, unless its first layer reads them.
+
+    A PatchConv2d, or one taking single frames in a SingleFrameSwitch, converts
+    them while it copies them into its buffer, without a float copy of the frames.
+    Returns 1 if the first layer reads them, 0 if a FloatFrames step was added.
+    """
+    (placeholder,) = (n for n in gm.graph.nodes if n.op == "placeholder")
+    users = list(placeholder.users)
+    first = _module(gm, users[0]) if len(users) == 1 else None
+    if isinstance(first, PatchConv2d):
+        return 1
+    if isinstance(first, SingleFrameSwitch) and isinstance(first.single, PatchConv2d):
+        first.batched = nn.Sequential(FloatFrames(), first.batched)
+        return 1
+    gm.add_submodule("float_frames", FloatFrames())
+    with gm.graph.inserting_after(placeholder):
+        converted = gm.graph.call_module("float_frames", (placeholder,))
+    placeholder.replace_all_uses_with(converted, delete_user_cb=lambda user: user is not converted)
+    return 0
+
+
 def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
@@ -593,6 +663,7 @@ def rewrite_for_inference(
         applied["SeparableMaxPool2d"] = lower_max_pools(gm)
         applied["BlockConvPool2d"] = fuse_convolution_pools(gm)
         path = CPU_PATH
+    applied["read_uint8_frames"] = read_uint8_frames(gm)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.delete_all_unused_submodules()
@@ -648,10 +719,11 @@ class FrameEncoder:
             warnings.warn(f"{self.fallback_reason}; it runs eagerly, without the fast path", stacklevel=2)
 
     def graph_input(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Checked uint8 frames as the graph takes them: unscaled float (N, 3, 64, 64), channels-last."""
+        """Checked uint8 frames as the graph takes them: a (N, 3, 64, 64) view of their NHWC memory."""
         check_frames(frames)
-        pixels = torch.as_tensor(frames).to(self.device, non_blocking=True)
-        return pixels.permute(0, 3, 1, 2).float()
+        writeable = isinstance(frames, np.ndarray) and frames.flags.writeable  # from_numpy warns otherwise
+        pixels = torch.from_numpy(frames) if writeable else torch.as_tensor(frames)  # from_numpy: 3 µs less
+        return pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
         with torch.inference_mode():

@@ -18,6 +18,7 @@ from gym_autoencoder.inference import (
     EAGER_PATH,
     FFT_MIN_BATCH,
     BlockConvPool2d,
+    GemmConv2d,
     OneDNNConv2d,
     build_frame_encoder,
     eager_encode,
@@ -124,6 +125,28 @@ def test_block_conv_pool_matches_convolution_then_pool(in_ch, out_ch, kernel, pa
             assert torch.allclose(block(x), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("in_ch", "kernel", "stride", "padding", "size", "batch", "unit"),
+    [
+        (3, 3, 2, 1, 64, 1, 2),  # Conv_Maxpool_Big's first layer: rows of 9 floats, gathered two at a time
+        (3, 4, 2, 0, 64, 2, 2),  # the VAEs' first layer, on two frames
+        (3, 3, 2, 1, 31, 1, 2),  # an odd padded width: its rows get an extra column to start on a pair
+        (3, 3, 1, 1, 16, 1, 1),  # a stride of 3 floats cannot step in pairs
+        (16, 3, 2, 1, 32, 1, 1),  # Conv_Maxpool_Big's second layer: long rows, a strided copy
+    ],
+)
+def test_gemm_convolution_matches_the_convolution(in_ch, kernel, stride, padding, size, batch, unit):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_ch, 8, kernel, stride, padding)
+    gemm = GemmConv2d(conv, "relu", 0.0)
+    assert gemm.unit == unit
+    pixels = torch.randint(0, 256, (batch, size, size, in_ch), dtype=torch.uint8).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        expected = conv(pixels.float()).relu()
+        for x in (pixels, pixels.float(), pixels):  # uint8 frames as the first layer gets them, and floats
+            assert torch.allclose(gemm(x), expected, rtol=1e-5, atol=1e-3)
+
+
 def test_threads_calling_one_encoder_at_once_get_their_own_encodings(frames):
     model = trained_like("Conv_Maxpool")
     encoder = build_frame_encoder(model, "cpu")
@@ -146,12 +169,15 @@ def test_threads_calling_one_encoder_at_once_get_their_own_encodings(frames):
 @pytest.mark.parametrize(
     ("name", "kernels"),
     [
-        ("Conv_Maxpool", {"BlockConvPool2d": 2}),
-        ("Conv_No_Bottleneck", {"BlockConvPool2d": 2}),
-        ("Conv_Maxpool_Big", {"GemmConv2d|FFTConv2d": 1}),
+        ("Conv_Unpool", {"OneDNNConv2d": 5, "read_uint8_frames": 0}),
+        ("Conv_Maxpool", {"BlockConvPool2d": 2, "read_uint8_frames": 1}),
+        ("Conv_No_Bottleneck", {"BlockConvPool2d": 2, "read_uint8_frames": 1}),
+        ("Conv_Maxpool_Big", {"GemmConv2d|Im2colConv2d": 2, "GemmConv2d|FFTConv2d": 1, "read_uint8_frames": 1}),
+        ("VAE_Paper", {"GemmConv2d|OneDNNConv2d": 3, "GemmConv2d": 1, "read_uint8_frames": 1}),
     ],
 )
 def test_single_frames_take_the_measured_kernels(name, kernels):
+    """Which layers read the uint8 frames themselves is part of the choice: the others get a FloatFrames step."""
     rewrites = build_frame_encoder(fresh_model(name).eval(), "cpu").rewrites
     assert {key: rewrites.get(key) for key in kernels} == kernels
 
