@@ -109,6 +109,15 @@ def activate_(y: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
     return y
 
 
+def addmm_activated(
+    bias: torch.Tensor, rows: torch.Tensor, matrix: torch.Tensor, activation: str, slope: float
+) -> torch.Tensor:
+    """``bias + rows @ matrix`` through the named activation; a ReLU in the same call, a pass fewer."""
+    if activation == "relu":
+        return torch._addmm_activation(bias, rows, matrix)
+    return activate_(torch.addmm(bias, rows, matrix), activation, slope)
+
+
 class FusedConv2d(nn.Module):
     """A Conv2d and the ReLU/LeakyReLU after it, on channels-last tensors; subclasses pick the kernel."""
 
@@ -165,13 +174,13 @@ class OneDNNConv2d(FusedConv2d):
 class PatchWorkspace(NamedTuple):
     """A PatchConv2d's buffers for one input shape."""
 
-    interior: torch.Tensor  # where the input goes, inside the zero border of the padding (NHWC)
+    interior: torch.Tensor  # where the input goes, inside the zero border of the padding, seen as (N, C, H, W)
     source: torch.Tensor  # the padded input, flat, in gather units
     windows: torch.Tensor  # its windows: a strided view of ``source``, one row of units per window row
     index: torch.Tensor | None  # where each unit of ``windows`` sits in ``source``; None: copy the view
     gathered: torch.Tensor  # the memory of ``rows`` in units: flat to gather by index, else shaped like ``windows``
     rows: torch.Tensor  # the gathered windows as a matrix, one row per window
-    grid: tuple[int, int, int]  # (N, windows down, windows across)
+    output: tuple[tuple[int, ...], tuple[int, ...]]  # size and stride of a (N, C, H, W) view of the product
 
 
 class PatchConv2d(FusedConv2d):
@@ -227,13 +236,15 @@ class PatchConv2d(FusedConv2d):
         else:
             positions = torch.arange(source.numel(), device=x.device)
             index, gathered = positions.as_strided(shape, strides).flatten(), rows.view(source.dtype).view(-1)
-        interior = flat[:size].view(n, hp, wp, c)[:, ph:ph + h, pw:pw + w]
-        return PatchWorkspace(interior, source, windows, index, gathered, rows, (n, oh, ow))
+        interior = flat[:size].view(n, hp, wp, c)[:, ph:ph + h, pw:pw + w].permute(0, 3, 1, 2)
+        out_ch = self.weight.shape[0]
+        output = (n, out_ch, oh, ow), (oh * ow * out_ch, 1, ow * out_ch, out_ch)
+        return PatchWorkspace(interior, source, windows, index, gathered, rows, output)
 
     def gather(self, x: torch.Tensor) -> PatchWorkspace:
         """The workspace for ``x``'s shape and this thread, its rows holding ``x``'s windows."""
         space = kept_per_shape(self._workspaces, (*x.shape, threading.get_ident()), self._workspace, x)
-        space.interior.copy_(x.permute(0, 2, 3, 1))
+        space.interior.copy_(x)
         if space.index is None:
             space.gathered.copy_(space.windows)
         else:
@@ -250,8 +261,8 @@ class GemmConv2d(PatchConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         space = self.gather(x)
-        y = torch.addmm(self.bias_or_zeros, space.rows, self.matrix)
-        return self.activate(y).view(*space.grid, -1).permute(0, 3, 1, 2)
+        y = addmm_activated(self.bias_or_zeros, space.rows, self.matrix, self.activation, self.slope)
+        return y.as_strided(*space.output)
 
 
 class SingleFrameSwitch(nn.Module):
@@ -296,7 +307,7 @@ class BlockConvPool2d(PatchConv2d):
         pooled = torch.maximum(windows[0], windows[1])
         for window in windows[2:]:
             torch.maximum(pooled, window, out=pooled)
-        return self.activate(pooled).view(*space.grid, -1).permute(0, 3, 1, 2)
+        return self.activate(pooled).as_strided(*space.output)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, max_pool={self.pool}"
@@ -380,7 +391,9 @@ class FusedLinear(nn.Module):
         if flattened is not None:
             weight = weight.view(-1, *flattened).permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
         self.register_buffer("weight", weight.contiguous())
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        self.register_buffer("matrix", self.weight.t())
+        bias = linear.bias
+        self.register_buffer("bias", weight.new_zeros(weight.shape[0]) if bias is None else bias.detach().clone())
         self.nhwc_flatten = flattened is not None
         self.activation = activation
         self.slope = slope
@@ -388,7 +401,7 @@ class FusedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.nhwc_flatten:
             x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-        return activate_(F.linear(x, self.weight, self.bias), self.activation, self.slope)
+        return addmm_activated(self.bias, x, self.matrix, self.activation, self.slope)
 
     def extra_repr(self) -> str:
         out_features, in_features = self.weight.shape
