@@ -68,6 +68,8 @@ IM2COL_MIN_OUT_CHANNELS = 16  # ... this many output channels runs as PyTorch's 
 FFT_MIN_KERNEL = 5  # stride-1 kernels at least this wide run through NNPACK's FFT ...
 FFT_MIN_BATCH = 4  # ... on batches at least this large (below, oneDNN's direct kernel is faster)
 SEPARABLE_POOL_MIN_ELEMENTS = 65536  # smaller pools are faster as one PyTorch call
+WINOGRAD_POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)  # F(2, r) uses the first r, and infinity
+WINOGRAD_WIDTH = 7  # single frames through stride-1 kernels this wide run as Winograd's F(2, 7)
 GATHER_PAIRS_MAX_RUN = 16  # a window row at most this many floats long is gathered by index, two floats at a time
 # (the thresholds were measured on this project's 2-core AMD EPYC with PyTorch 2.13)
 
@@ -263,6 +265,90 @@ class GemmConv2d(PatchConv2d):
         space = self.gather(x)
         y = addmm_activated(self.bias_or_zeros, space.rows, self.matrix, self.activation, self.slope)
         return y.as_strided(*space.output)
+
+
+def winograd_transforms(taps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Winograd's F(2, taps) as float64 (AT, G, BT): two outputs of a correlation from taps + 1 products.
+
+    For taps g and taps + 1 inputs d, ``AT @ ((G @ g) * (BT @ d))`` equals the two
+    outputs ``d[i:i + taps] @ g``. The points are the first ``taps`` of
+    WINOGRAD_POINTS and infinity; BT solves the identity for every output and tap.
+    """
+    points = WINOGRAD_POINTS[:taps]
+    count = taps + 1
+    at, g = np.zeros((2, count)), np.zeros((count, taps))
+    for k, p in enumerate(points):
+        at[:, k] = [1.0, p]
+        g[k] = [p**j / np.prod([p - q for q in points if q != p]) for j in range(taps)]
+    at[1, -1] = g[-1, -1] = 1.0
+    products = np.einsum("ik,kj->ijk", at, g).reshape(2 * taps, count)
+    targets = np.array([[float(p == i + j) for p in range(count)] for i in range(2) for j in range(taps)])
+    bt = np.linalg.lstsq(products, targets, rcond=None)[0]
+    assert np.allclose(products @ bt, targets), "the Winograd points give no exact transform"
+    return at, g, bt
+
+
+class WinogradWorkspace(NamedTuple):
+    """A WinogradConv2d's buffers for one input shape."""
+
+    tiles: torch.Tensor  # (points, N, tiles across, H, C): the input's overlapping tiles along rows
+    tile_matrix: torch.Tensor  # the same memory as (points, everything else)
+    transformed: torch.Tensor  # BT @ tile_matrix
+    windows: torch.Tensor  # its tap rows for each output row: a strided view
+    gathered: torch.Tensor  # the memory of ``rows`` shaped like ``windows``, to copy them into
+    rows: torch.Tensor  # (points, N * tiles across * output rows, tap rows * C)
+    bias: torch.Tensor  # the bias of every output in the product's order
+    pairs: tuple[int, ...]  # the product's shape as (2, N, tiles across, output rows, out_ch)
+    output: tuple[int, int, int]  # (N, output rows, output columns)
+
+
+class WinogradConv2d(FusedConv2d):
+    """A stride-1 unpadded convolution 7 wide, by Winograd's F(2, 7) along its rows.
+
+    Two neighbouring outputs of a row take 8 products per tap row instead of 14: the
+    input's 8-wide tiles are transformed (BT), multiplied with the transformed taps
+    in one batched matmul over the 8 points that also sums tap rows and channels,
+    and transformed back (AT) in one matmul that also adds bias and activation.
+    Its rounding is close to a direct convolution's (about 1e-6 on outputs of size 1);
+    buffers are kept per input shape and thread, as in PatchConv2d.
+    """
+
+    def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
+        super().__init__(conv, activation, slope)
+        at, g, bt = winograd_transforms(self.kernel_size[1])
+        weight = self.weight.double()
+        out_ch, in_ch, kh, _ = weight.shape
+        taps = torch.einsum("pj,ockj->pkco", torch.from_numpy(g).to(weight), weight)
+        self.register_buffer("taps", taps.reshape(len(bt), kh * in_ch, out_ch).to(self.weight).contiguous())
+        self.register_buffer("input_transform", torch.from_numpy(bt).to(self.weight))
+        self.register_buffer("output_transform", torch.from_numpy(at).to(self.weight))
+        self.points = len(bt)
+        self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
+        self._workspaces: dict[tuple[int, ...], WinogradWorkspace] = {}
+
+    def _workspace(self, x: torch.Tensor) -> WinogradWorkspace:
+        (n, c, h, w), (kh, kw), points = x.shape, self.kernel_size, self.points
+        oh, ow = h - kh + 1, w - kw + 1
+        across = ow // 2
+        tiles = self.weight.new_empty(points, n, across, h, c)
+        transformed = self.weight.new_empty(points, n * across * h * c)
+        windows = transformed.as_strided((points, n * across, oh, kh * c), (n * across * h * c, h * c, c, 1))
+        rows = self.weight.new_empty(points, n * across * oh, kh * c)
+        bias = self.bias_or_zeros.repeat(n * across * oh)
+        pairs = (2, n, across, oh, self.weight.shape[0])
+        return WinogradWorkspace(
+            tiles, tiles.view(points, -1), transformed, windows, rows.view(windows.shape), rows, bias, pairs, (n, oh, ow)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        space = kept_per_shape(self._workspaces, (*x.shape, threading.get_ident()), self._workspace, x)
+        space.tiles.copy_(x.unfold(3, self.points, 2).permute(4, 0, 3, 2, 1))
+        torch.mm(self.input_transform, space.tile_matrix, out=space.transformed)
+        space.gathered.copy_(space.windows)
+        products = torch.bmm(space.rows, self.taps).view(self.points, -1)
+        y = addmm_activated(space.bias, self.output_transform, products, self.activation, self.slope)
+        pixels = y.view(space.pairs).permute(1, 3, 2, 0, 4).reshape(*space.output, -1)
+        return pixels.permute(0, 3, 1, 2)
 
 
 class SingleFrameSwitch(nn.Module):
@@ -489,9 +575,15 @@ def _gemm_fits(conv: nn.Conv2d, node: fx.Node, max_pixels: int) -> bool:
 def _single_frame_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d] | None:
     """A kernel that beats the batch kernel on a single frame through this convolution, if one does.
 
-    One matrix product over the patches does, for a strided convolution or one with a
-    small output; oneDNN's direct kernel stays faster on large stride-1 outputs (Conv_Unpool's).
+    Winograd's F(2, 7) does for a stride-1 unpadded convolution 7 wide with an even
+    output width (Conv_Maxpool_Big's 7x7). One matrix product over the patches does
+    for a strided convolution or one with a small output; oneDNN's direct kernel
+    stays faster on large stride-1 outputs (Conv_Unpool's).
     """
+    out_width = node.meta["tensor_meta"].shape[3]
+    unpadded = _plain(conv) and tuple(conv.padding) == (0, 0)
+    if unpadded and tuple(conv.stride) == (1, 1) and conv.kernel_size[1] == WINOGRAD_WIDTH and out_width % 2 == 0:
+        return WinogradConv2d
     strided = _plain(conv) and max(conv.stride) > 1
     return GemmConv2d if strided or _gemm_fits(conv, node, SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS) else None
 

@@ -20,9 +20,11 @@ from gym_autoencoder.inference import (
     BlockConvPool2d,
     GemmConv2d,
     OneDNNConv2d,
+    WinogradConv2d,
     build_frame_encoder,
     eager_encode,
     trace_encode,
+    winograd_transforms,
 )
 from gym_autoencoder.registration import ENV_ARCHITECTURES
 from model_stubs import MODEL_NAMES, BaseAutoencoder
@@ -147,6 +149,30 @@ def test_gemm_convolution_matches_the_convolution(in_ch, kernel, stride, padding
             assert torch.allclose(gemm(x), expected, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("taps", [3, 5, 7])
+def test_winograd_transforms_give_two_outputs_of_the_correlation(taps):
+    at, g, bt = winograd_transforms(taps)
+    rng = np.random.default_rng(0)
+    d, w = rng.normal(size=taps + 1), rng.normal(size=taps)
+    np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), [d[:taps] @ w, d[1:] @ w], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "size", "batch", "activation"),
+    [((7, 7), 16, 1, "relu"), ((3, 7), 12, 2, "leaky_relu"), ((7, 7), 20, 1, "none")],
+)
+def test_winograd_convolution_matches_the_convolution(kernel, size, batch, activation):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 16, kernel)
+    module, slope = ACTIVATION_MODULES[activation]
+    winograd = WinogradConv2d(conv, activation, slope)
+    x = torch.rand(batch, 32, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = module(conv(x))
+        for _ in range(2):  # the second call reuses the buffers
+            assert torch.allclose(winograd(x), expected, atol=1e-5)
+
+
 def test_threads_calling_one_encoder_at_once_get_their_own_encodings(frames):
     model = trained_like("Conv_Maxpool")
     encoder = build_frame_encoder(model, "cpu")
@@ -172,7 +198,7 @@ def test_threads_calling_one_encoder_at_once_get_their_own_encodings(frames):
         ("Conv_Unpool", {"OneDNNConv2d": 5, "read_uint8_frames": 0}),
         ("Conv_Maxpool", {"BlockConvPool2d": 2, "read_uint8_frames": 1}),
         ("Conv_No_Bottleneck", {"BlockConvPool2d": 2, "read_uint8_frames": 1}),
-        ("Conv_Maxpool_Big", {"GemmConv2d|Im2colConv2d": 2, "GemmConv2d|FFTConv2d": 1, "read_uint8_frames": 1}),
+        ("Conv_Maxpool_Big", {"GemmConv2d|Im2colConv2d": 2, "WinogradConv2d|FFTConv2d": 1, "read_uint8_frames": 1}),
         ("VAE_Paper", {"GemmConv2d|OneDNNConv2d": 3, "GemmConv2d": 1, "read_uint8_frames": 1}),
     ],
 )
