@@ -20,10 +20,11 @@ to the reference's within float rounding:
   there); PyTorch's own im2col convolution for single frames through small
   convolutions (its fixed cost per call is a third of oneDNN's); NNPACK's FFT
   convolution for large stride-1 kernels on batches (fewer operations than any
-  direct convolution); for single frames, one matrix product over the patches of
-  a strided convolution or an unpadded one with up to 100 output pixels, and one over the input
-  blocks of a stride-1 convolution followed by a max-pool whose kernel equals its
-  stride (the pool becomes a maximum over columns of the product);
+  direct convolution). For single frames: one matrix product over the patches of
+  a strided convolution or an unpadded one with up to 100 output pixels;
+  Winograd's F(2, 7) for a stride-1 kernel 7 wide; and one matrix product over the
+  input blocks of a stride-1 convolution followed by a max-pool whose kernel equals
+  its stride (the pool becomes a maximum over columns of the product);
 - on CPU, each linear layer, with the activation after it, becomes one matrix
   product; a flatten of a channels-last map before it becomes a free view, its
   weight's columns reordered to match;
