@@ -103,6 +103,11 @@ def kept_per_shape(cache: dict, key: tuple, make: Callable[..., object], *args: 
     return value
 
 
+def kept_per_thread(cache: dict, x: torch.Tensor, make: Callable[[torch.Tensor], object]) -> object:
+    """Buffers for ``x``'s shape and the calling thread, which writes into them: ``make(x)`` when missing."""
+    return kept_per_shape(cache, (*x.shape, threading.get_ident()), make, x)
+
+
 def activate_(y: torch.Tensor, activation: str, slope: float) -> torch.Tensor:
     """``y`` through the named activation ("relu", "leaky_relu" or "none"), in place."""
     if activation == "relu":
@@ -128,6 +133,8 @@ class FusedConv2d(nn.Module):
         super().__init__()
         self.register_buffer("weight", conv.weight.detach().contiguous().clone())
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+        out_ch = self.weight.shape[0]
+        self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
         self.kernel_size = tuple(conv.kernel_size)
         self.padding = list(conv.padding)
         self.stride = list(conv.stride)
@@ -202,13 +209,12 @@ class PatchConv2d(FusedConv2d):
         self, conv: nn.Conv2d, activation: str, slope: float, window: tuple[int, int], step: tuple[int, int]
     ) -> None:
         super().__init__(conv, activation, slope)
-        out_ch, in_ch = self.weight.shape[:2]
+        in_ch = self.weight.shape[1]
         self.window, self.step = window, step
         run = window[1] * in_ch
         pairs = self.weight.dtype == torch.float32 and run <= GATHER_PAIRS_MAX_RUN and step[1] * in_ch % 2 == 0
         self.unit = 2 if pairs else 1
         self.row_length = -(-run // self.unit) * self.unit  # the floats gathered per window row
-        self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
         self._workspaces: dict[tuple[int, ...], PatchWorkspace] = {}
 
     def window_matrix(self, taps: torch.Tensor) -> torch.Tensor:
@@ -246,7 +252,7 @@ class PatchConv2d(FusedConv2d):
 
     def gather(self, x: torch.Tensor) -> PatchWorkspace:
         """The workspace for ``x``'s shape and this thread, its rows holding ``x``'s windows."""
-        space = kept_per_shape(self._workspaces, (*x.shape, threading.get_ident()), self._workspace, x)
+        space = kept_per_thread(self._workspaces, x, self._workspace)
         space.interior.copy_(x)
         if space.index is None:
             space.gathered.copy_(space.windows)
@@ -304,12 +310,13 @@ class WinogradWorkspace(NamedTuple):
 
 
 class WinogradConv2d(FusedConv2d):
-    """A stride-1 unpadded convolution 7 wide, by Winograd's F(2, 7) along its rows.
+    """A stride-1 unpadded convolution r wide (r <= 7), by Winograd's F(2, r) along its rows.
 
-    Two neighbouring outputs of a row take 8 products per tap row instead of 14: the
-    input's 8-wide tiles are transformed (BT), multiplied with the transformed taps
-    in one batched matmul over the 8 points that also sums tap rows and channels,
-    and transformed back (AT) in one matmul that also adds bias and activation.
+    Two neighbouring outputs of a row take r + 1 products per tap row instead of 2r
+    (8 instead of 14 for a 7x7): the input's (r + 1)-wide tiles are transformed (BT),
+    multiplied with the transformed taps in one batched matmul over the r + 1 points
+    that also sums tap rows and channels, and transformed back (AT) in one matmul
+    that also adds bias and activation. The output width must be even.
     Its rounding is close to a direct convolution's (about 1e-6 on outputs of size 1);
     buffers are kept per input shape and thread, as in PatchConv2d.
     """
@@ -324,12 +331,13 @@ class WinogradConv2d(FusedConv2d):
         self.register_buffer("input_transform", torch.from_numpy(bt).to(self.weight))
         self.register_buffer("output_transform", torch.from_numpy(at).to(self.weight))
         self.points = len(bt)
-        self.register_buffer("bias_or_zeros", self.weight.new_zeros(out_ch) if self.bias is None else self.bias)
         self._workspaces: dict[tuple[int, ...], WinogradWorkspace] = {}
 
     def _workspace(self, x: torch.Tensor) -> WinogradWorkspace:
         (n, c, h, w), (kh, kw), points = x.shape, self.kernel_size, self.points
         oh, ow = h - kh + 1, w - kw + 1
+        if ow % 2:
+            raise ValueError(f"WinogradConv2d makes outputs in pairs along rows, but {w} columns give {ow}")
         across = ow // 2
         tiles = self.weight.new_empty(points, n, across, h, c)
         transformed = self.weight.new_empty(points, n * across * h * c)
@@ -337,12 +345,11 @@ class WinogradConv2d(FusedConv2d):
         rows = self.weight.new_empty(points, n * across * oh, kh * c)
         bias = self.bias_or_zeros.repeat(n * across * oh)
         pairs = (2, n, across, oh, self.weight.shape[0])
-        return WinogradWorkspace(
-            tiles, tiles.view(points, -1), transformed, windows, rows.view(windows.shape), rows, bias, pairs, (n, oh, ow)
-        )
+        gathered = rows.view(windows.shape)
+        return WinogradWorkspace(tiles, tiles.view(points, -1), transformed, windows, gathered, rows, bias, pairs, (n, oh, ow))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        space = kept_per_shape(self._workspaces, (*x.shape, threading.get_ident()), self._workspace, x)
+        space = kept_per_thread(self._workspaces, x, self._workspace)
         space.tiles.copy_(x.unfold(3, self.points, 2).permute(4, 0, 3, 2, 1))
         torch.mm(self.input_transform, space.tile_matrix, out=space.transformed)
         space.gathered.copy_(space.windows)

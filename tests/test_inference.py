@@ -173,6 +173,12 @@ def test_winograd_convolution_matches_the_convolution(kernel, size, batch, activ
             assert torch.allclose(winograd(x), expected, atol=1e-5)
 
 
+def test_winograd_convolution_refuses_an_odd_output_width():
+    winograd = WinogradConv2d(nn.Conv2d(4, 4, 7), "relu", 0.0)
+    with torch.inference_mode(), pytest.raises(ValueError, match="pairs"):
+        winograd(torch.rand(1, 4, 15, 15))
+
+
 def test_threads_calling_one_encoder_at_once_get_their_own_encodings(frames):
     model = trained_like("Conv_Maxpool")
     encoder = build_frame_encoder(model, "cpu")
