@@ -345,8 +345,10 @@ class WinogradConv2d(FusedConv2d):
         rows = self.weight.new_empty(points, n * across * oh, kh * c)
         bias = self.bias_or_zeros.repeat(n * across * oh)
         pairs = (2, n, across, oh, self.weight.shape[0])
-        gathered = rows.view(windows.shape)
-        return WinogradWorkspace(tiles, tiles.view(points, -1), transformed, windows, gathered, rows, bias, pairs, (n, oh, ow))
+        return WinogradWorkspace(
+            tiles, tiles.view(points, -1), transformed, windows, rows.view(windows.shape), rows, bias,
+            pairs, (n, oh, ow),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         space = kept_per_thread(self._workspaces, x, self._workspace)
