@@ -22,7 +22,7 @@ to the reference's within float rounding:
   convolution for large stride-1 kernels on batches (fewer operations than any
   direct convolution). For single frames: one matrix product over the patches of
   a strided convolution or an unpadded one with up to 100 output pixels;
-  Winograd's F(2, 7) for a stride-1 kernel 7 wide; and one matrix product over the
+  Winograd's F(2, 7) for a stride-1 kernel 7 wide on one thread; and one matrix product over the
   input blocks of a stride-1 convolution followed by a max-pool whose kernel equals
   its stride (the pool becomes a maximum over columns of the product);
 - on CPU, each linear layer, with the activation after it, becomes one matrix
@@ -235,7 +235,7 @@ class PatchConv2d(FusedConv2d):
         wp += wp * c % unit  # so that every row starts on a unit
         size = n * hp * wp * c
         flat = torch.zeros(size + unit, dtype=self.weight.dtype, device=x.device)  # + the last unit's overrun
-        source = flat.view(torch.float64) if unit == 2 else flat
+        source = flat.view(torch.int64) if unit == 2 else flat  # pairs as raw 8-byte words
         shape = (n, oh, ow, wh, self.row_length // unit)
         strides = tuple(s // unit for s in (hp * wp * c, sh * wp * c, sw * c, wp * c, unit))
         windows = source.as_strided(shape, strides)
@@ -318,7 +318,9 @@ class WinogradConv2d(FusedConv2d):
     that also sums tap rows and channels, and transformed back (AT) in one matmul
     that also adds bias and activation. The output width must be even.
     Its rounding is close to a direct convolution's (about 1e-6 on outputs of size 1);
-    buffers are kept per input shape and thread, as in PatchConv2d.
+    buffers are kept per input shape and thread, as in PatchConv2d. It wins on one
+    thread; on more, its small steps each pay for the threads' start and join, and one
+    matrix product over the patches (a GemmConv2d it holds) is faster.
     """
 
     def __init__(self, conv: nn.Conv2d, activation: str, slope: float) -> None:
@@ -331,6 +333,7 @@ class WinogradConv2d(FusedConv2d):
         self.register_buffer("input_transform", torch.from_numpy(bt).to(self.weight))
         self.register_buffer("output_transform", torch.from_numpy(at).to(self.weight))
         self.points = len(bt)
+        self.threaded = GemmConv2d(conv, activation, slope)
         self._workspaces: dict[tuple[int, ...], WinogradWorkspace] = {}
 
     def _workspace(self, x: torch.Tensor) -> WinogradWorkspace:
@@ -351,6 +354,8 @@ class WinogradConv2d(FusedConv2d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.get_num_threads() > 1:
+            return self.threaded(x)
         space = kept_per_thread(self._workspaces, x, self._workspace)
         space.tiles.copy_(x.unfold(3, self.points, 2).permute(4, 0, 3, 2, 1))
         torch.mm(self.input_transform, space.tile_matrix, out=space.transformed)
