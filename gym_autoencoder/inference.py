@@ -317,7 +317,7 @@ class WinogradConv2d(FusedConv2d):
     multiplied with the transformed taps in one batched matmul over the r + 1 points
     that also sums tap rows and channels, and transformed back (AT) in one matmul
     that also adds bias and activation. The output width must be even.
-    Its rounding is close to a direct convolution's (about 1e-6 on outputs of size 1);
+    It differs from a float32 direct convolution by about 1e-6 on outputs of size 1;
     buffers are kept per input shape and thread, as in PatchConv2d. It wins on one
     thread; on more, its small steps each pay for the threads' start and join, and one
     matrix product over the patches (a GemmConv2d it holds) is faster.
