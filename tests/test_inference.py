@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.bench_encoders import threads
 from gym_autoencoder import FrameAutoencoder, FrameFormatError, load_model
 from gym_autoencoder.inference import (
     CHANNELS_LAST_PATH,
@@ -71,28 +72,20 @@ def test_fast_path_matches_the_eager_module_with_the_shipped_weights(name, frame
     """Trained weights give larger encodings (up to about 70) than fresh ones: the tolerance must still hold."""
     model = load_model(name).model
     encoder = build_frame_encoder(model, "cpu")
-    threads = torch.get_num_threads()
-    try:
-        for count in (1, 2):  # some single-frame kernels depend on the thread count
-            torch.set_num_threads(count)
+    for count in (1, 2):  # some single-frame kernels depend on the thread count
+        with threads(count):
             for batch in (frames[:1], frames):
                 difference = np.abs(encoder(batch) - eager_encode(model, batch)).max()
                 assert difference <= TOLERANCE, f"batch of {len(batch)}, {count} threads"
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_changing_the_thread_count_keeps_the_encodings(frames):
     model = trained_like("Conv_No_Bottleneck")
     encoder = build_frame_encoder(model, "cpu")
     expected = eager_encode(model, frames)
-    threads = torch.get_num_threads()
-    try:
-        for count in (1, 2, 1):
-            torch.set_num_threads(count)
+    for count in (1, 2, 1):
+        with threads(count):
             assert np.abs(encoder(frames) - expected).max() <= TOLERANCE
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -174,26 +167,17 @@ def test_winograd_convolution_matches_the_convolution(kernel, size, batch, activ
     module, slope = ACTIVATION_MODULES[activation]
     winograd = WinogradConv2d(conv, activation, slope)
     x = torch.rand(batch, 32, size, size).contiguous(memory_format=torch.channels_last)
-    threads = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            expected = module(conv(x))
-            for count in (1, 1, 2):  # Winograd, again with its buffers, then the matrix product it holds
-                torch.set_num_threads(count)
+    with torch.inference_mode():
+        expected = module(conv(x))
+        for count in (1, 1, 2):  # Winograd, again with its buffers, then the matrix product it holds
+            with threads(count):
                 assert torch.allclose(winograd(x), expected, atol=1e-5), f"{count} threads"
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_winograd_convolution_refuses_an_odd_output_width():
     winograd = WinogradConv2d(nn.Conv2d(4, 4, 7), "relu", 0.0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode(), pytest.raises(ValueError, match="pairs"):
-            winograd(torch.rand(1, 4, 15, 15))
-    finally:
-        torch.set_num_threads(threads)
+    with threads(1), torch.inference_mode(), pytest.raises(ValueError, match="pairs"):
+        winograd(torch.rand(1, 4, 15, 15))
 
 
 def test_threads_calling_one_encoder_at_once_get_their_own_encodings(frames):
