@@ -578,13 +578,17 @@ def _plain(conv: nn.Conv2d) -> bool:
     return conv.groups == 1 and tuple(conv.dilation) == (1, 1)
 
 
+def _plain_unpadded(conv: nn.Conv2d) -> bool:
+    return _plain(conv) and tuple(conv.padding) == (0, 0)
+
+
 def _gemm_fits(conv: nn.Conv2d, node: fx.Node, max_pixels: int) -> bool:
     """Whether this is a plain unpadded convolution with at most ``max_pixels`` output pixels.
 
     Those are the shapes where one matrix product over the patches measured fastest.
     """
     out_pixels = int(np.prod(node.meta["tensor_meta"].shape[2:]))
-    return _plain(conv) and tuple(conv.padding) == (0, 0) and out_pixels <= max_pixels
+    return _plain_unpadded(conv) and out_pixels <= max_pixels
 
 
 def _single_frame_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d] | None:
@@ -596,8 +600,8 @@ def _single_frame_kernel(conv: nn.Conv2d, node: fx.Node) -> type[FusedConv2d] | 
     stays faster on large stride-1 outputs (Conv_Unpool's).
     """
     out_width = node.meta["tensor_meta"].shape[3]
-    unpadded = _plain(conv) and tuple(conv.padding) == (0, 0)
-    if unpadded and tuple(conv.stride) == (1, 1) and conv.kernel_size[1] == WINOGRAD_WIDTH and out_width % 2 == 0:
+    stride_1 = tuple(conv.stride) == (1, 1)
+    if _plain_unpadded(conv) and stride_1 and conv.kernel_size[1] == WINOGRAD_WIDTH and out_width % 2 == 0:
         return WinogradConv2d
     strided = _plain(conv) and max(conv.stride) > 1
     return GemmConv2d if strided or _gemm_fits(conv, node, SINGLE_FRAME_GEMM_MAX_OUTPUT_PIXELS) else None
