@@ -10,6 +10,12 @@ from torch import nn
 from gym_autoencoder.errors import UnknownModelError
 
 MODEL_REGISTRY: dict[str, type["BaseAutoencoder"]] = {}
+# How per-pixel errors become a loss: their (weighted) mean over the batch, or the mean over
+# frames of the log of each frame's weighted mean, which is the negative mean PSNR up to a
+# constant factor: it counts every frame's relative error alike, where the plain mean is led by
+# the frames with the largest errors.
+LOSS_REDUCTIONS = ("mean", "frame_log")
+ERROR_FLOOR = 1e-10
 
 
 def register_model(cls: type["BaseAutoencoder"]) -> type["BaseAutoencoder"]:
@@ -36,12 +42,20 @@ def build_model(name: str, **kwargs: Any) -> "BaseAutoencoder":
         raise UnknownModelError(f"bad arguments for {name}: {err}") from None
 
 
-def weighted_mean(errors: torch.Tensor, pixel_weight: torch.Tensor | None) -> torch.Tensor:
-    """Mean of per-element ``errors`` (N, 3, H, W), optionally weighted per pixel (N, 1, H, W)."""
+def weighted_mean(
+    errors: torch.Tensor, pixel_weight: torch.Tensor | None, reduction: str = "mean"
+) -> torch.Tensor:
+    """Per-element ``errors`` (N, C, H, W), optionally weighted per pixel (N, 1, H, W), reduced
+    to one number as ``reduction`` (one of LOSS_REDUCTIONS) says."""
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {LOSS_REDUCTIONS}, got {reduction!r}")
+    dims = tuple(range(1, errors.dim())) if reduction == "frame_log" else None
     if pixel_weight is None:
-        return errors.mean()
-    weight = pixel_weight.expand_as(errors)
-    return (errors * weight).sum() / weight.sum()
+        means = errors.mean(dims)
+    else:
+        weight = pixel_weight.expand_as(errors)
+        means = (errors * weight).sum(dims) / weight.sum(dims)
+    return means.clamp_min(ERROR_FLOOR).log().mean() if reduction == "frame_log" else means
 
 
 class BaseAutoencoder(nn.Module):
@@ -77,9 +91,10 @@ class BaseAutoencoder(nn.Module):
         x: torch.Tensor,
         output: dict[str, torch.Tensor],
         pixel_weight: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> dict[str, torch.Tensor]:
-        """Pixel MSE, optionally weighted per pixel (object pixels weighted up)."""
-        mse = weighted_mean((output["recon"] - x) ** 2, pixel_weight)
+        """Pixel MSE, optionally weighted per pixel (object pixels weighted up), reduced by ``reduction``."""
+        mse = weighted_mean((output["recon"] - x) ** 2, pixel_weight, reduction)
         return {"loss": mse, "recon_loss": mse}
 
 

@@ -49,11 +49,12 @@ class VAE_Alex(WorldModelsVAE):
         x: torch.Tensor,
         output: dict[str, torch.Tensor],
         pixel_weight: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> dict[str, torch.Tensor]:
-        """Pixel loss + perceptual_weight * feature MSE (+ kl_weight * KL)."""
-        losses = super().loss_function(x, output, pixel_weight)
+        """Pixel loss + perceptual_weight * feature MSE (+ kl_weight * KL), both reduced by ``reduction``."""
+        losses = super().loss_function(x, output, pixel_weight, reduction)
         features = self.features(x.device)
-        perceptual = weighted_mean((features(output["recon"]) - features(x)) ** 2, None)
+        perceptual = weighted_mean((features(output["recon"]) - features(x)) ** 2, None, reduction)
         losses["perceptual"] = perceptual
         losses["loss"] = losses["loss"] + self.perceptual_weight * perceptual
         return losses

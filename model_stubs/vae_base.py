@@ -61,20 +61,22 @@ class WorldModelsVAE(BaseAutoencoder):
         return {"recon": self.decode(z), "mu": mu, "logvar": logvar}
 
     def pixel_loss(
-        self, x: torch.Tensor, recon: torch.Tensor, pixel_weight: torch.Tensor | None
+        self, x: torch.Tensor, recon: torch.Tensor, pixel_weight: torch.Tensor | None, reduction: str
     ) -> torch.Tensor:
         diff = recon - x
         errors = diff**2 if self.recon_loss == "mse" else diff**4
-        return weighted_mean(errors, pixel_weight)
+        return weighted_mean(errors, pixel_weight, reduction)
 
     def loss_function(
         self,
         x: torch.Tensor,
         output: dict[str, torch.Tensor],
         pixel_weight: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> dict[str, torch.Tensor]:
-        """Reconstruction loss plus ``kl_weight`` times the KL divergence (mean per sample)."""
+        """Reconstruction loss (reduced by ``reduction``) plus ``kl_weight`` times the KL divergence
+        (mean per sample)."""
         mu, logvar = output["mu"], output["logvar"]
         kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
-        recon = self.pixel_loss(x, output["recon"], pixel_weight)
+        recon = self.pixel_loss(x, output["recon"], pixel_weight, reduction)
         return {"loss": recon + self.kl_weight * kl, "recon_loss": recon, "kl": kl}

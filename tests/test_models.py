@@ -7,6 +7,7 @@ from gym_autoencoder import frames_to_tensor
 from gym_autoencoder.errors import UnknownModelError
 from model_stubs import MODEL_NAMES, build_model
 from tests.helpers import fresh_model
+from training.metrics import psnr
 
 ENCODING_SHAPES = {
     "Conv_Unpool": (32, 6, 6),
@@ -71,6 +72,33 @@ def test_pixel_weights_change_the_loss(frames):
         assert torch.allclose(model.loss_function(x, output, weight)["loss"], plain)
         weight[:, :, :8] = 20.0
         assert not torch.allclose(model.loss_function(x, output, weight)["loss"], plain)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_frame_log_loss_is_finite_and_differentiable_for_every_model(name, frames):
+    model = fresh_model(name).train()
+    x = frames_to_tensor(frames[:4])
+    loss = model.loss_function(x, model(x), torch.ones(4, 1, 64, 64), "frame_log")["loss"]
+    loss.backward()
+    assert math.isfinite(loss.item())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_the_frame_log_loss_is_the_negative_mean_psnr_up_to_a_constant(frames):
+    model = fresh_model("Conv_Maxpool").eval()
+    x = frames_to_tensor(frames[:8])
+    with torch.no_grad():
+        output = model(x)
+        log_loss = model.loss_function(x, output, None, "frame_log")["loss"]
+        weighted = model.loss_function(x, output, torch.full((8, 1, 64, 64), 3.0), "frame_log")["loss"]
+        assert float(log_loss) == pytest.approx(-math.log(10) / 10 * float(psnr(x, output["recon"]).mean()),
+                                                rel=1e-5)
+        # a uniform weight leaves each frame's mean alone
+        assert float(weighted) == pytest.approx(float(log_loss), rel=1e-6)
+        # it is not the log of the batch's mean error: frames are averaged after the log
+        assert float(log_loss) < math.log(float(model.loss_function(x, output)["loss"]))
+        with pytest.raises(ValueError, match="reduction must be one of"):
+            model.loss_function(x, output, None, "median")
 
 
 def test_vaes_decode_from_latents_and_unpool_cannot():

@@ -8,7 +8,7 @@ from gym_autoencoder import load_model
 from tests.test_evaluate import FAST, untrained_run
 from tests.test_training_data import copy_frames, write_dataset
 from training.evaluate import evaluate_run
-from training.ship_checkpoints import ShipError, main, ship
+from training.ship_checkpoints import ShipError, epochs_text, lineage_text, main, ship
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -61,3 +61,13 @@ def test_a_run_evaluated_without_labels_is_refused(data_dir, tmp_path):
     evaluate_run(run, evaluation=FAST)
     with pytest.raises(ShipError, match="without labels"):
         ship([run], tmp_path / "out")
+
+
+def test_the_card_counts_the_epochs_behind_a_fine_tuned_model():
+    lineage = {"epochs": 42, "psnr_db": 32.0, "recipe": {"learning_rate": 0.001, "lr_schedule": "cosine",
+                                                         "object_pixel_weight": 10.0}}
+    assert epochs_text({"epochs_trained": 12, "initialised_from": lineage}) == "42 + 12"
+    assert epochs_text({"epochs_trained": 12, "initialised_from": None}) == "12"
+    text = lineage_text({"initialised_from": lineage})
+    assert "trained 42 epochs (PSNR 32.00 dB; lr 0.001 (cosine), object pixel weight 10.0, loss reduction mean)" in text
+    assert lineage_text({"initialised_from": None}) == ""

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from gym_autoencoder import load_model
+from gym_autoencoder import load_checkpoint, load_model
 from tests.test_training_data import write_dataset
 from training.autoencoder_training import main
 from training.loop import read_state
@@ -222,6 +222,32 @@ def test_an_existing_run_is_continued_only_on_request_and_with_its_recipe(
     assert main([*common, "--resume", "--weight-decay", "0.1"]) == 1
     error = capsys.readouterr().err
     assert "a resumed run keeps its recipe, but weight_decay (stored 0.0, given 0.1) differ" in error
+
+
+def test_a_run_can_start_from_the_weights_of_a_checkpoint_and_records_their_lineage(
+    small_data_dir, fast_config, tmp_path, capsys
+):
+    common = ["--skip-evaluation", *args(small_data_dir, tmp_path, fast_config)]
+    assert main(["--model", "Conv_Maxpool", "--name", "first", "--epochs", "2", *common]) == 0
+    first = tmp_path / "first" / "first.pt"
+    first_model, first_metadata = load_checkpoint(first)
+    # lr 0 keeps the starting weights, so the new run's best model is the first run's
+    tune = ["--model", "Conv_Maxpool", "--name", "tuned", "--lr", "0", "--init-from", str(first), *common]
+    assert main([*tune, "--epochs", "1", "--loss-reduction", "frame_log"]) == 0
+    tuned_model, tuned = load_checkpoint(tmp_path / "tuned" / "tuned.pt")
+    for key, tensor in first_model.state_dict().items():
+        assert torch.equal(tensor, tuned_model.state_dict()[key]), key
+    lineage = tuned["initialised_from"]
+    assert lineage["checkpoint"] == str(first.resolve()) and lineage["epochs"] == first_metadata["epoch"]
+    assert lineage["recipe"]["loss_reduction"] == "mean" and tuned["recipe"]["loss_reduction"] == "frame_log"
+    first.unlink()  # a resumed run keeps the lineage it recorded, whatever became of the source
+    capsys.readouterr()
+    assert main([*tune, "--epochs", "2", "--resume"]) == 0
+    assert f"({first_metadata['epoch']} epochs)" in capsys.readouterr().out
+    assert main(["--model", "Conv_Unpool", "--name", "wrong", "--epochs", "1",
+                 "--init-from", str(tmp_path / "tuned" / "tuned.pt"), *common]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "holds a Conv_Maxpool model, expected Conv_Unpool" in error
 
 
 def test_generate_data_makes_a_missing_data_set_first(fast_config, tmp_path):

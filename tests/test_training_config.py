@@ -53,6 +53,7 @@ def test_relative_paths_are_taken_from_the_working_directory(tmp_path, monkeypat
     ({"evaluation": {"frames": 3}}, "unknown setting 'frames' in evaluation"),
     ({"models": {"Conv_Big": {}}}, "unknown setting 'Conv_Big' in models"),
     ({"generate": 5}, "generate in here must be a mapping"),
+    ({"loss_reduction": "sum"}, "loss_reduction must be one of mean, frame_log"),
 ])
 def test_bad_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -68,3 +69,12 @@ def test_a_resumed_run_may_change_its_schedule_length_but_not_its_recipe():
         apply_resume_overrides(stored, {"object_pixel_weight": 10.0})
     with pytest.raises(ConfigError, match="arch"):
         apply_resume_overrides(stored, {}, {"kl_weight": 1.0})
+
+
+def test_a_run_stored_before_a_setting_existed_resumes_with_the_value_it_trained_under():
+    stored = resolve_recipe(default_config(), "Conv_Maxpool")
+    del stored["loss_reduction"], stored["init_from"]
+    resumed = apply_resume_overrides(stored, {"loss_reduction": "mean"})
+    assert resumed["loss_reduction"] == "mean" and resumed["init_from"] == ""
+    with pytest.raises(ConfigError, match="loss_reduction"):
+        apply_resume_overrides(stored, {"loss_reduction": "frame_log"})

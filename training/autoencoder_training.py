@@ -17,7 +17,8 @@ from typing import Any
 import torch
 import yaml
 
-from gym_autoencoder.autoencoder import resolve_device
+from gym_autoencoder.autoencoder import resolve_device, shipped_checkpoint_path
+from gym_autoencoder.checkpoint import read_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 from training.config import (
@@ -119,6 +120,38 @@ def build(model_name: str, recipe: dict[str, Any]) -> BaseAutoencoder:
         raise ConfigError(f"bad architecture arguments for {model_name}: {err}") from None
 
 
+def trained_epochs(metadata: dict[str, Any]) -> int:
+    """Epochs behind a checkpoint's weights: its run's epochs up to them and those of the weights
+    that run started from."""
+    return metadata.get("epoch", 0) + metadata.get("initialised_from", {}).get("epochs", 0)
+
+
+def initialise_from(model: BaseAutoencoder, source: str) -> dict[str, Any]:
+    """Load the weights of checkpoint ``source`` (a path or a shipped model's name) into ``model``.
+
+    Returns the lineage the new run records, since the source file may later be replaced (a
+    reshipped checkpoint): where the weights came from, how many epochs and which recipe made them.
+    """
+    architecture = type(model).__name__
+    path = shipped_checkpoint_path(source) if source in MODEL_NAMES else Path(source)
+    payload = read_checkpoint(path, architecture)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise ConfigError(
+            f"init_from {source}: its weights do not fit {architecture} with arguments "
+            f"{model.config} ({str(err).strip().splitlines()[0]}); use the checkpoint's own "
+            f"architecture arguments {payload['arch_kwargs']}"
+        ) from None
+    prior = payload["metadata"]
+    return {
+        "checkpoint": str(path.resolve()),
+        "epochs": trained_epochs(prior),
+        "recipe": prior.get("recipe"),
+        "psnr_db": prior.get("metrics", {}).get("test", {}).get("psnr_db"),
+    }
+
+
 def run_one(
     config: dict, model_name: str, run: str, overrides: dict[str, Any], arch: dict[str, Any],
     resume: bool, generate: bool, evaluate: bool = True,
@@ -155,6 +188,13 @@ def run_one(
         torch.set_num_threads(recipe["threads"])
     model = build(model_name, recipe)
     metadata = {"run": run, "recipe": recipe, "data": dataset.describe()}
+    if recipe["init_from"]:
+        metadata["initialised_from"] = (
+            read_checkpoint(run_dir / f"{run}.pt")["metadata"]["initialised_from"] if payload
+            else initialise_from(model, recipe["init_from"])
+        )
+        say(f"{run}: starting from the weights of {metadata['initialised_from']['checkpoint']} "
+            f"({metadata['initialised_from']['epochs']} epochs)")
     say(f"{run}: {model_name} on {device}, {len(dataset.train)} training and "
           f"{len(dataset.test)} test frames from {dataset.directory}")
     state = train(model, recipe, dataset, run_dir, metadata, device, payload)

@@ -18,6 +18,7 @@ import yaml
 
 from gym_autoencoder.errors import GymAutoencoderError
 from model_stubs import MODEL_NAMES
+from model_stubs.base import LOSS_REDUCTIONS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("training_hyperparameters.yaml")
 SECTIONS = ("generate", "evaluation")
@@ -27,6 +28,9 @@ RESUMABLE_CHANGES = frozenset(
     {"epochs", "early_stopping_patience", "learning_rate", "device", "threads", "log_interval",
      "eval_batch_size", "evaluation"}
 )
+
+# Settings added after runs were first stored, with the value those older runs trained under.
+ADDED_SETTINGS = {"loss_reduction": "mean", "init_from": ""}
 
 
 class ConfigError(GymAutoencoderError, ValueError):
@@ -63,6 +67,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log_interval": (_positive, "a positive integer"),
     "eval_batch_size": (_positive, "a positive integer"),
     "object_pixel_weight": (_positive, "a number > 0 (1 = plain MSE)"),
+    "loss_reduction": (lambda v: v in LOSS_REDUCTIONS, f"one of {', '.join(LOSS_REDUCTIONS)}"),
     "seed": (_non_negative, "an integer >= 0"),
     "threads": (_non_negative, "an integer >= 0 (0 = PyTorch's default)"),
     "device": (_device, "auto, cpu, or cuda / cuda:N on a machine with CUDA"),
@@ -201,7 +206,7 @@ def resolve_recipe(
 
 def apply_resume_overrides(stored: dict, overrides: Mapping, arch: Mapping | None = None) -> dict:
     """The stored recipe of a run with the command-line ``overrides`` a resumed run may change."""
-    recipe = copy.deepcopy(stored)
+    recipe = {**ADDED_SETTINGS, **copy.deepcopy(stored)}
     changed = []
     for key, value in overrides.items():
         if key in ("data_dir", "save_dir"):

@@ -246,6 +246,7 @@ def evaluate_run(
             "best_epoch": metadata.get("epoch"),
             "best_test_loss": metadata.get("test_loss"),
             "stop_reason": stop_reason,
+            "initialised_from": metadata.get("initialised_from"),
             "history": history,
         },
         "test": test_values,

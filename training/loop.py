@@ -140,7 +140,7 @@ def restore_state(
 
 def held_out_loss(
     model: BaseAutoencoder, split: Split, weights: PixelWeights | None,
-    batch_size: int, device: torch.device,
+    batch_size: int, device: torch.device, reduction: str,
 ) -> float:
     """The training objective on every frame of ``split``, in eval mode."""
     model.eval()
@@ -150,7 +150,7 @@ def held_out_loss(
             rows = slice(start, start + batch_size)
             x = split.batch(rows, device)
             weight = weights.batch(rows, device) if weights else None
-            total += float(model.loss_function(x, model(x), weight)["loss"]) * len(x)
+            total += float(model.loss_function(x, model(x), weight, reduction)["loss"]) * len(x)
     return total / len(split)
 
 
@@ -177,7 +177,7 @@ def train_epoch(
     for step, rows in enumerate(progress, start=1):
         x = split.batch(rows, device)
         weight = weights.batch(rows, device) if weights else None
-        loss = model.loss_function(x, model(x), weight)["loss"]
+        loss = model.loss_function(x, model(x), weight, recipe["loss_reduction"])["loss"]
         if not torch.isfinite(loss):
             raise _non_finite("training", loss.item(), state, state_path)
         optimiser.zero_grad(set_to_none=True)
@@ -224,7 +224,9 @@ def train(
         train_loss = train_epoch(
             model, optimiser, dataset.train, train_weights, recipe, state, device, desc, state_path
         )
-        loss_on_test = held_out_loss(model, dataset.test, test_weights, recipe["eval_batch_size"], device)
+        loss_on_test = held_out_loss(
+            model, dataset.test, test_weights, recipe["eval_batch_size"], device, recipe["loss_reduction"]
+        )
         if not math.isfinite(loss_on_test):
             raise _non_finite("test", loss_on_test, state, state_path)
         for key, value in (("train_loss", train_loss), ("test_loss", loss_on_test), ("lr", lr)):

@@ -58,6 +58,27 @@ def shipped_entry(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def epochs_text(training: dict[str, Any]) -> str:
+    """Epochs trained, as ``before + this run`` when the run started from a checkpoint's weights."""
+    lineage = training.get("initialised_from")
+    own = training["epochs_trained"]
+    return f"{lineage['epochs']} + {own}" if lineage else str(own)
+
+
+def lineage_text(training: dict[str, Any]) -> str:
+    """Where a fine-tuned model's starting weights came from, or "" for a run from scratch."""
+    lineage = training.get("initialised_from")
+    if not lineage:
+        return ""
+    prior = lineage.get("recipe") or {}
+    return (
+        f" It started from the weights of a model trained {lineage['epochs']} epochs (PSNR "
+        f"{_fmt(lineage.get('psnr_db'))} dB; lr {prior.get('learning_rate')} "
+        f"({prior.get('lr_schedule')}), object pixel weight {prior.get('object_pixel_weight')}, loss "
+        f"reduction {prior.get('loss_reduction', 'mean')}), with a fresh optimiser."
+    )
+
+
 def bars(entry: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """(bar, measured, met) for each bar the model is held to."""
     metrics, architecture = entry["metrics"], entry["architecture"]
@@ -97,10 +118,11 @@ def model_section(entry: dict[str, Any]) -> str:
         f"training frames: {metadata.get('data', {}).get('train_frames')}.",
         f"- Recipe: Adam, lr {recipe.get('learning_rate')} ({recipe.get('lr_schedule')}), batch "
         f"{recipe.get('batch_size')}, weight decay {recipe.get('weight_decay')}, object pixel weight "
-        f"{recipe.get('object_pixel_weight')}, seed {recipe.get('seed')}.",
+        f"{recipe.get('object_pixel_weight')}, loss reduction {recipe.get('loss_reduction', 'mean')}, "
+        f"seed {recipe.get('seed')}.",
         f"- Epochs: {training['epochs_trained']} trained (limit {recipe.get('epochs')}), best epoch "
         f"{training['best_epoch']}, test loss {_fmt(training['best_test_loss'], 6)}; "
-        f"stopped: {training['stop_reason']}.",
+        f"stopped: {training['stop_reason']}.{lineage_text(training)}",
         f"- Test: MSE {test['mse']:.5f}, PSNR {test['psnr_db']:.2f} dB, SSIM {test['ssim']:.4f}"
         + (f"; PSNR with the latent zeroed (pooling indices only): {test['psnr_zeroed_latent_db']:.2f} dB"
            if "psnr_zeroed_latent_db" in test else "") + ".",
@@ -147,7 +169,7 @@ def model_card(entries: list[dict[str, Any]], notes: str) -> str:
         header.append(
             f"| {entry['architecture']} | `{ENV_IDS[entry['architecture']]}` | "
             f"{int(np.prod(entry['encoding_shape']))} | {entry['parameters']:,} | "
-            f"{m['training']['epochs_trained']} | {m['test']['psnr_db']:.2f} | "
+            f"{epochs_text(m['training'])} | {m['test']['psnr_db']:.2f} | "
             f"{_fmt(m['object_fidelity']['mean'], 3)} | {_fmt(m['latent_probe']['mean'], 3)} | "
             f"{_fmt(m['pixel_probe']['mean'], 3)} |"
         )
