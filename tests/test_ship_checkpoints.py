@@ -65,9 +65,11 @@ def test_a_run_evaluated_without_labels_is_refused(data_dir, tmp_path):
 
 def test_the_card_counts_the_epochs_behind_a_fine_tuned_model():
     lineage = {"epochs": 42, "psnr_db": 32.0, "recipe": {"learning_rate": 0.001, "lr_schedule": "cosine",
-                                                         "object_pixel_weight": 10.0}}
+                                                         "object_pixel_weight": 10.0,
+                                                         "object_class_balance": True}}
     assert epochs_text({"epochs_trained": 12, "initialised_from": lineage}) == "42 + 12"
     assert epochs_text({"epochs_trained": 12, "initialised_from": None}) == "12"
     text = lineage_text({"initialised_from": lineage})
-    assert "trained 42 epochs (PSNR 32.00 dB; lr 0.001 (cosine), object pixel weight 10.0, loss reduction mean)" in text
+    assert ("trained 42 epochs (PSNR 32.00 dB; lr 0.001 (cosine), object pixel weight 10.0 (class-balanced), "
+            "loss reduction mean)") in text
     assert lineage_text({"initialised_from": None}) == ""

@@ -18,7 +18,8 @@ import yaml
 
 from gym_autoencoder import load_checkpoint, load_model
 from tests.test_training_data import write_dataset
-from training.autoencoder_training import main
+from training.autoencoder_training import build_parser, command_line_settings, main
+from training.config import default_config
 from training.loop import read_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process runs; scripts get --threads 1
@@ -202,6 +203,15 @@ def test_bad_settings_give_one_clear_error(extra, config, message, small_data_di
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and error.startswith("autoencoder_training.py: error: ")
     assert re.search(message or r"bad arguments for VAE_Paper: .*kl_weigth", error)
+
+
+def test_a_true_or_false_setting_takes_true_or_false_on_the_command_line(capsys):
+    settings = command_line_settings(build_parser(default_config()).parse_args(
+        ["--object-class-balance", "false", "--loss-reduction", "frame_log"]))
+    assert settings == {"object_class_balance": False, "loss_reduction": "frame_log"}
+    with pytest.raises(SystemExit):
+        build_parser(default_config()).parse_args(["--object-class-balance", "maybe"])
+    assert "expected true or false, got 'maybe'" in capsys.readouterr().err
 
 
 def test_unknown_flags_are_refused_by_name(capsys):

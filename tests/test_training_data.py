@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data_generation.sample_generator_heist_basic import generate_basic_dataset
-from training.data import DataError, PixelWeights, epoch_batches, open_dataset, pixel_weights
+from training.data import DataError, PixelWeights, class_balance, epoch_batches, open_dataset, pixel_weights
 
 FRAME_FILES = ("training_samples.npy", "test_samples.npy")
 
@@ -82,6 +82,21 @@ def test_object_pixels_are_weighted_up(data_dir):
     assert objects.any() and not objects.all()
     assert weights.shape == (40, 1, 64, 64)
     assert np.array_equal(weights[:, 0].numpy(), np.where(objects, 10.0, 1.0))
+
+
+def test_class_balance_gives_every_class_present_the_same_total_weight(data_dir):
+    split = open_dataset(data_dir).train
+    mask = np.load(data_dir / "training_labels.npz")["object_mask"]
+    present = [k for k in range(7) if (mask == k + 1).any()]
+    assert len(present) >= 2
+    scale = class_balance(split, 10.0)
+    weights = PixelWeights(split, 10.0, scale).batch(np.arange(40), torch.device("cpu"))[:, 0].numpy()
+    extra = [float((weights[mask == k + 1] - 1.0).sum()) for k in present]
+    assert extra == pytest.approx([extra[0]] * len(present), rel=1e-5)
+    # the objects' total weight is that of the plain factor, only spread differently
+    assert sum(extra) == pytest.approx(9.0 * float((mask > 0).sum()), rel=1e-5)
+    assert np.array_equal(weights[mask == 0], np.ones(int((mask == 0).sum()), np.float32))
+    assert all(scale[k] == 0 for k in range(7) if k not in present)
 
 
 def test_weighting_without_labels_says_what_is_missing(data_dir, tmp_path):

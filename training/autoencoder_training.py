@@ -40,7 +40,17 @@ ALIASES = {"learning_rate": ["--lr"], "early_stopping_patience": ["--patience"]}
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def _flag_type(default: Any) -> type:
+def _boolean(text: str) -> bool:
+    """A flag's true or false (``bool("false")`` would be True)."""
+    value = yaml.safe_load(text)
+    if not isinstance(value, bool):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
+def _flag_type(default: Any) -> Any:
+    if isinstance(default, bool):
+        return _boolean
     return float if isinstance(default, float) else type(default)
 
 
@@ -193,7 +203,7 @@ def run_one(
             read_checkpoint(run_dir / f"{run}.pt")["metadata"]["initialised_from"] if payload
             else initialise_from(model, recipe["init_from"])
         )
-        say(f"{run}: starting from the weights of {metadata['initialised_from']['checkpoint']} "
+        say(f"{run}: initialised from the weights of {metadata['initialised_from']['checkpoint']} "
             f"({metadata['initialised_from']['epochs']} epochs)")
     say(f"{run}: {model_name} on {device}, {len(dataset.train)} training and "
           f"{len(dataset.test)} test frames from {dataset.directory}")

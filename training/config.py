@@ -30,7 +30,7 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 # Settings added after runs were first stored, with the value those older runs trained under.
-ADDED_SETTINGS = {"loss_reduction": "mean", "init_from": ""}
+ADDED_SETTINGS = {"loss_reduction": "mean", "init_from": "", "object_class_balance": False}
 
 
 class ConfigError(GymAutoencoderError, ValueError):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.errors import FrameFormatError, GymAutoencoderError
 from gym_autoencoder.preprocessing import check_frames, frames_to_tensor
 
@@ -159,26 +160,47 @@ def epoch_batches(num_frames: int, batch_size: int, seed: int, epoch: int) -> li
     return [np.sort(order[i : i + batch_size]) for i in range(0, num_frames, batch_size)]
 
 
-class PixelWeights:
-    """Per-pixel loss weights: ``factor`` on key, lock and gem pixels, 1 elsewhere."""
+def object_mask(split: Split, factor: float) -> np.ndarray:
+    """The split's (N, 64, 64) object mask (0 background, k + 1 on pixels of class k), required by weighting."""
+    mask = split.label("object_mask")
+    if mask is None:
+        raise DataError(
+            f"object_pixel_weight {factor} needs object_mask labels for {split.name} frames, "
+            f"but {SPLIT_FILES[split.name][1]} is missing or lacks them; set object_pixel_weight: 1 "
+            "or generate a labelled data set"
+        )
+    return mask
 
-    def __init__(self, split: Split, factor: float) -> None:
-        mask = split.label("object_mask")
-        if mask is None:
-            raise DataError(
-                f"object_pixel_weight {factor} needs object_mask labels for {split.name} frames, "
-                f"but {SPLIT_FILES[split.name][1]} is missing or lacks them; set object_pixel_weight: 1 "
-                "or generate a labelled data set"
-            )
-        self.objects = mask > 0
-        self.factor = factor
+
+def class_balance(split: Split, factor: float) -> np.ndarray:
+    """Per object class, the scale that gives every class present in ``split`` the same total weight.
+
+    The scales average to 1 over the split's object pixels, so the objects' total weight is that of
+    plain ``factor``; a rare class (red keys) then weighs as much as a common one (blue keys), as
+    the fidelity metric, which averages classes, counts it.
+    """
+    mask = object_mask(split, factor)
+    pixels = np.bincount(mask.ravel(), minlength=len(OBJECT_CLASSES) + 1)[1:].astype(np.float64)
+    present = pixels > 0
+    share = pixels.sum() / present.sum()
+    return np.where(present, share / np.maximum(pixels, 1.0), 0.0)
+
+
+class PixelWeights:
+    """Per-pixel loss weights: 1 elsewhere, on key, lock and gem pixels ``factor``, or with
+    ``class_scale`` (see :func:`class_balance`) ``1 + (factor - 1) * class_scale[k]`` for class k."""
+
+    def __init__(self, split: Split, factor: float, class_scale: np.ndarray | None = None) -> None:
+        self.mask = object_mask(split, factor)
+        scale = np.ones(len(OBJECT_CLASSES)) if class_scale is None else class_scale
+        self.table = torch.tensor([1.0, *(1.0 + (factor - 1.0) * scale)], dtype=torch.float32)
 
     def batch(self, indices: np.ndarray | slice, device: torch.device) -> torch.Tensor:
         """(B, 1, 64, 64) weights of frames ``indices``."""
-        objects = torch.as_tensor(self.objects[indices], device=device).unsqueeze(1)
-        return 1.0 + (self.factor - 1.0) * objects.float()
+        classes = torch.as_tensor(self.mask[indices], device=device).long()
+        return self.table.to(device)[classes].unsqueeze(1)
 
 
-def pixel_weights(split: Split, factor: float) -> PixelWeights | None:
+def pixel_weights(split: Split, factor: float, class_scale: np.ndarray | None = None) -> PixelWeights | None:
     """Loss weights for ``split``, or None for plain MSE (``factor`` 1)."""
-    return None if factor == 1.0 else PixelWeights(split, factor)
+    return None if factor == 1.0 else PixelWeights(split, factor, class_scale)

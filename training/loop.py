@@ -23,7 +23,7 @@ from gym_autoencoder.atomic import atomic_write_bytes
 from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
 from model_stubs import BaseAutoencoder
-from training.data import Dataset, PixelWeights, Split, epoch_batches, pixel_weights
+from training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
 
 STATE_FORMAT = "gym_autoencoder.training_state"
 STATE_VERSION = 1
@@ -213,8 +213,10 @@ def train(
     state = restore_state(resume_from, model, optimiser) if resume_from else TrainingState()
     state_path = run_dir / "checkpoints" / "last.pt"
     best_path = run_dir / f"{run_dir.name}.pt"
-    train_weights = pixel_weights(dataset.train, recipe["object_pixel_weight"])
-    test_weights = pixel_weights(dataset.test, recipe["object_pixel_weight"])
+    factor = recipe["object_pixel_weight"]
+    scale = class_balance(dataset.train, factor) if recipe["object_class_balance"] and factor != 1.0 else None
+    train_weights = pixel_weights(dataset.train, factor, scale)
+    test_weights = pixel_weights(dataset.test, factor, scale)
 
     while state.stop_reason(recipe) is None:
         lr = learning_rate(recipe, state)

@@ -58,6 +58,13 @@ def shipped_entry(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def loss_text(recipe: dict[str, Any]) -> str:
+    """The loss settings of a recipe, as the card states them."""
+    balance = " (class-balanced)" if recipe.get("object_class_balance") else ""
+    return (f"object pixel weight {recipe.get('object_pixel_weight')}{balance}, "
+            f"loss reduction {recipe.get('loss_reduction', 'mean')}")
+
+
 def epochs_text(training: dict[str, Any]) -> str:
     """Epochs trained, as ``before + this run`` when the run started from a checkpoint's weights."""
     lineage = training.get("initialised_from")
@@ -74,8 +81,7 @@ def lineage_text(training: dict[str, Any]) -> str:
     return (
         f" It started from the weights of a model trained {lineage['epochs']} epochs (PSNR "
         f"{_fmt(lineage.get('psnr_db'))} dB; lr {prior.get('learning_rate')} "
-        f"({prior.get('lr_schedule')}), object pixel weight {prior.get('object_pixel_weight')}, loss "
-        f"reduction {prior.get('loss_reduction', 'mean')}), with a fresh optimiser."
+        f"({prior.get('lr_schedule')}), {loss_text(prior)}), with a fresh optimiser."
     )
 
 
@@ -117,9 +123,8 @@ def model_section(entry: dict[str, Any]) -> str:
         f"(level-disjoint split of `{Path(metrics['data']['dir']).name}`); "
         f"training frames: {metadata.get('data', {}).get('train_frames')}.",
         f"- Recipe: Adam, lr {recipe.get('learning_rate')} ({recipe.get('lr_schedule')}), batch "
-        f"{recipe.get('batch_size')}, weight decay {recipe.get('weight_decay')}, object pixel weight "
-        f"{recipe.get('object_pixel_weight')}, loss reduction {recipe.get('loss_reduction', 'mean')}, "
-        f"seed {recipe.get('seed')}.",
+        f"{recipe.get('batch_size')}, weight decay {recipe.get('weight_decay')}, "
+        f"{loss_text(recipe)}, seed {recipe.get('seed')}.",
         f"- Epochs: {training['epochs_trained']} trained (limit {recipe.get('epochs')}), best epoch "
         f"{training['best_epoch']}, test loss {_fmt(training['best_test_loss'], 6)}; "
         f"stopped: {training['stop_reason']}.{lineage_text(training)}",
