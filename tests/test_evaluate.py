@@ -14,6 +14,7 @@ from model_stubs import build_model
 from tests.test_training_data import copy_frames, write_dataset
 from training.autoencoder_training import main as train_main
 from training.evaluate import evaluate_run, main
+from training.report import loss_scale, plot_loss_curve
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {"video_frames": 6, "timing_repeats": 2, "timing_warmup": 0, "vae_samples": 6, "latent_walk_steps": 4}
@@ -96,3 +97,16 @@ def test_a_directory_without_a_run_gives_one_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "holds no run: nothing.pt is missing" in error
+
+
+def test_loss_curves_of_a_log_objective_are_drawn_on_a_linear_scale(tmp_path):
+    assert loss_scale({"train_loss": [0.02, 0.01], "test_loss": [0.03, 0.02]}) == "log"
+    frame_log = {"train_loss": [-6.9, -7.0], "test_loss": [-6.8, -7.1]}
+    assert loss_scale(frame_log) == "linear"
+    plot_loss_curve(tmp_path / "curve.png", frame_log, 2)
+    image = cv2.imread(str(tmp_path / "curve.png"))
+    # both curves are drawn across the plot, not only in the legend (about 70 pixels of each colour
+    # with a log scale, where matplotlib drops every negative value; over 800 here)
+    blue, orange = np.array([180, 119, 31]), np.array([14, 127, 255])  # matplotlib's first two, BGR
+    for colour in (blue, orange):
+        assert (np.abs(image.astype(int) - colour).sum(axis=2) < 40).sum() > 300

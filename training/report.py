@@ -94,8 +94,14 @@ def write_video(
     raise OSError("OpenCV can write neither MP4 (mp4v) nor AVI (MJPG) video on this machine")
 
 
+def loss_scale(history: dict[str, list[float]]) -> str:
+    """"log" for positive losses; "linear" for a frame_log objective, whose losses are already logs."""
+    positive = all(value > 0 for key in ("train_loss", "test_loss") for value in history[key])
+    return "log" if positive else "linear"
+
+
 def plot_loss_curve(path: Path, history: dict[str, list[float]], best_epoch: int | None) -> None:
-    """Train and test loss per epoch on a log scale, the best epoch marked."""
+    """Train and test loss per epoch (on a log scale when positive), the best epoch marked."""
     figure = Figure(figsize=(7, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -104,7 +110,8 @@ def plot_loss_curve(path: Path, history: dict[str, list[float]], best_epoch: int
     axes.plot(epochs, history["test_loss"], marker="o", markersize=3, label="test (eval mode)")
     if best_epoch:
         axes.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
-    axes.set(xlabel="epoch", ylabel="loss (training objective)", yscale="log", title="Loss per epoch")
+    axes.set(xlabel="epoch", ylabel="loss (training objective)", yscale=loss_scale(history),
+             title="Loss per epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
