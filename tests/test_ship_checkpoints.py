@@ -73,3 +73,5 @@ def test_the_card_counts_the_epochs_behind_a_fine_tuned_model():
     assert ("trained 42 epochs (PSNR 32.00 dB; lr 0.001 (cosine), object pixel weight 10.0 (class-balanced), "
             "loss reduction mean)") in text
     assert lineage_text({"initialised_from": None}) == ""
+    unevaluated = lineage_text({"initialised_from": {**lineage, "psnr_db": None}})
+    assert "trained 42 epochs (lr 0.001 (cosine)" in unevaluated

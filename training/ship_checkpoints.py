@@ -78,10 +78,11 @@ def lineage_text(training: dict[str, Any]) -> str:
     if not lineage:
         return ""
     prior = lineage.get("recipe") or {}
+    measured = "" if lineage.get("psnr_db") is None else f"PSNR {lineage['psnr_db']:.2f} dB; "
     return (
-        f" It started from the weights of a model trained {lineage['epochs']} epochs (PSNR "
-        f"{_fmt(lineage.get('psnr_db'))} dB; lr {prior.get('learning_rate')} "
-        f"({prior.get('lr_schedule')}), {loss_text(prior)}), with a fresh optimiser."
+        f" It started from the weights of a model trained {lineage['epochs']} epochs ({measured}lr "
+        f"{prior.get('learning_rate')} ({prior.get('lr_schedule')}), {loss_text(prior)}), with a fresh "
+        "optimiser."
     )
 
 
