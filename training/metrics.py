@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model_stubs.base import ERROR_FLOOR
+
 FIDELITY_THRESHOLD = 0.15
 FIDELITY_MIN_PIXELS = 8
 PROBE_TRAIN_FRACTION = 2 / 3
@@ -37,7 +39,6 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
-MSE_FLOOR = 1e-10
 
 
 def frame_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ def frame_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-frame PSNR in dB of images in [0, 1]."""
-    return -10.0 * torch.log10(frame_mse(x, y).clamp_min(MSE_FLOOR))
+    return -10.0 * torch.log10(frame_mse(x, y).clamp_min(ERROR_FLOOR))
 
 
 def _gaussian_kernel(device: torch.device) -> torch.Tensor:
