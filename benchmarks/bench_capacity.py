@@ -82,7 +82,7 @@ def memorise(
     object_weight: float, batch: int = 64, seed: int = 0, progress: bool = True,
 ) -> BaseAutoencoder:
     """Fit ``model`` to the frames ``rows`` of ``split`` by Adam (cosine schedule) with the class-balanced object weight."""
-    weights = pixel_weights(split, object_weight, class_balance(split, object_weight) if object_weight != 1 else None)
+    weights = pixel_weights(split, object_weight, class_balance(split, object_weight))
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     rng = np.random.default_rng(seed)

@@ -97,6 +97,7 @@ def test_class_balance_gives_every_class_present_the_same_total_weight(data_dir)
     assert sum(extra) == pytest.approx(9.0 * float((mask > 0).sum()), rel=1e-5)
     assert np.array_equal(weights[mask == 0], np.ones(int((mask == 0).sum()), np.float32))
     assert all(scale[k] == 0 for k in range(7) if k not in present)
+    assert class_balance(split, 1.0) is None  # plain MSE: no extra weight to spread
 
 
 def test_weighting_without_labels_says_what_is_missing(data_dir, tmp_path):

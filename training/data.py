@@ -172,13 +172,16 @@ def object_mask(split: Split, factor: float) -> np.ndarray:
     return mask
 
 
-def class_balance(split: Split, factor: float) -> np.ndarray:
+def class_balance(split: Split, factor: float) -> np.ndarray | None:
     """Per object class, the scale that gives every class present in ``split`` the same total weight.
 
     The scales average to 1 over the split's object pixels, so the objects' total weight is that of
     plain ``factor``; a rare class (red keys) then weighs as much as a common one (blue keys), as
-    the fidelity metric, which averages classes, counts it.
+    the fidelity metric, which averages classes, counts it. None for ``factor`` 1 (plain MSE: no
+    extra weight to spread).
     """
+    if factor == 1.0:
+        return None
     mask = object_mask(split, factor)
     pixels = np.bincount(mask.ravel(), minlength=len(OBJECT_CLASSES) + 1)[1:].astype(np.float64)
     present = pixels > 0

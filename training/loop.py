@@ -214,7 +214,7 @@ def train(
     state_path = run_dir / "checkpoints" / "last.pt"
     best_path = run_dir / f"{run_dir.name}.pt"
     factor = recipe["object_pixel_weight"]
-    scale = class_balance(dataset.train, factor) if recipe["object_class_balance"] and factor != 1.0 else None
+    scale = class_balance(dataset.train, factor) if recipe["object_class_balance"] else None
     train_weights = pixel_weights(dataset.train, factor, scale)
     test_weights = pixel_weights(dataset.test, factor, scale)
 
