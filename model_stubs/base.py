@@ -63,7 +63,8 @@ class BaseAutoencoder(nn.Module):
     """An autoencoder of 64x64 RGB frames in [0, 1].
 
     ``encode`` returns the encoding the environments hand to agents, of shape
-    ``(N, *encoding_shape)``; ``forward`` returns a dict with at least ``"recon"``;
+    ``(N, *encoding_shape)``; ``forward`` returns a dict with at least ``"recon"`` and
+    ``"encoding"`` (what ``encode`` returns, so that training can read it without a second pass);
     ``loss_function`` turns a batch and that dict into a dict with ``"loss"``.
     """
 
@@ -81,7 +82,8 @@ class BaseAutoencoder(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} cannot decode from its encoding alone")
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"recon": self.decode(self.encode(x))}
+        z = self.encode(x)
+        return {"recon": self.decode(z), "encoding": z}
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The deterministic reconstruction of ``x`` (VAEs decode their mean)."""

@@ -58,7 +58,7 @@ class WorldModelsVAE(BaseAutoencoder):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.encode_distribution(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
-        return {"recon": self.decode(z), "mu": mu, "logvar": logvar}
+        return {"recon": self.decode(z), "encoding": mu, "mu": mu, "logvar": logvar}
 
     def pixel_loss(
         self, x: torch.Tensor, recon: torch.Tensor, pixel_weight: torch.Tensor | None, reduction: str

@@ -32,6 +32,7 @@ def test_shapes_and_finite_loss_on_real_frames(name, frames):
     assert model.encoding_shape == ENCODING_SHAPES[name]
     assert encoding.shape == (len(frames), *ENCODING_SHAPES[name])
     assert output["recon"].shape == x.shape
+    assert torch.equal(output["encoding"], encoding)  # what training reads is what agents see
     assert all(math.isfinite(float(v)) for v in losses.values())
 
 

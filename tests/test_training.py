@@ -107,8 +107,9 @@ def test_the_script_trains_evaluates_and_writes_every_artefact(data_dir, fast_co
     assert model.metadata["recipe"]["epochs"] == 2 and model.metadata["data"]["train_frames"] == 256
 
 
-def test_resume_continues_exactly_as_an_uninterrupted_seeded_run(small_data_dir, fast_config, tmp_path):
-    common = ["--model", "VAE_Paper", "--skip-evaluation", *args(small_data_dir, tmp_path, fast_config)]
+@pytest.mark.parametrize("extra", [[], ["--visibility-weight", "0.5"]], ids=["plain", "visibility head"])
+def test_resume_continues_exactly_as_an_uninterrupted_seeded_run(extra, small_data_dir, fast_config, tmp_path):
+    common = ["--model", "VAE_Paper", "--skip-evaluation", *extra, *args(small_data_dir, tmp_path, fast_config)]
     assert main([*common, "--name", "straight", "--epochs", "2"]) == 0
     assert main([*common, "--name", "halves", "--epochs", "1"]) == 0
     assert main([*common, "--name", "halves", "--epochs", "2", "--resume"]) == 0
@@ -116,8 +117,10 @@ def test_resume_continues_exactly_as_an_uninterrupted_seeded_run(small_data_dir,
     halves = read_state(tmp_path / "halves" / "checkpoints" / "last.pt")
     assert straight["state"]["history"] == halves["state"]["history"]
     assert len(straight["state"]["history"]["test_loss"]) == 2
-    for key, tensor in straight["model"].items():
-        assert torch.equal(tensor, halves["model"][key]), key
+    for part in ("model", "visibility_head"):
+        for key, tensor in straight[part].items():
+            assert torch.equal(tensor, halves[part][key]), (part, key)
+    assert bool(straight["visibility_head"]) == bool(extra)
 
 
 def test_early_stopping_ends_a_run_that_no_longer_improves(small_data_dir, fast_config, tmp_path, capsys):

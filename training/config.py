@@ -30,7 +30,9 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 # Settings added after runs were first stored, with the value those older runs trained under.
-ADDED_SETTINGS = {"loss_reduction": "mean", "init_from": "", "object_class_balance": False}
+ADDED_SETTINGS = {
+    "loss_reduction": "mean", "init_from": "", "object_class_balance": False, "visibility_weight": 0.0,
+}
 
 
 class ConfigError(GymAutoencoderError, ValueError):
@@ -67,6 +69,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log_interval": (_positive, "a positive integer"),
     "eval_batch_size": (_positive, "a positive integer"),
     "object_pixel_weight": (_positive, "a number > 0 (1 = plain MSE)"),
+    "visibility_weight": (_non_negative, "a number >= 0 (0 = no visibility head)"),
     "loss_reduction": (lambda v: v in LOSS_REDUCTIONS, f"one of {', '.join(LOSS_REDUCTIONS)}"),
     "seed": (_non_negative, "an integer >= 0"),
     "threads": (_non_negative, "an integer >= 0 (0 = PyTorch's default)"),

@@ -160,16 +160,22 @@ def epoch_batches(num_frames: int, batch_size: int, seed: int, epoch: int) -> li
     return [np.sort(order[i : i + batch_size]) for i in range(0, num_frames, batch_size)]
 
 
-def object_mask(split: Split, factor: float) -> np.ndarray:
-    """The split's (N, 64, 64) object mask (0 background, k + 1 on pixels of class k), required by weighting."""
-    mask = split.label("object_mask")
-    if mask is None:
+def required_label(split: Split, key: str, setting: str, value: float, off: float) -> np.ndarray:
+    """The label array ``key`` of ``split``, which ``setting`` at ``value`` needs (at ``off`` it
+    would not), or a clear error."""
+    array = split.label(key)
+    if array is None:
         raise DataError(
-            f"object_pixel_weight {factor} needs object_mask labels for {split.name} frames, "
-            f"but {SPLIT_FILES[split.name][1]} is missing or lacks them; set object_pixel_weight: 1 "
+            f"{setting} {value} needs {key} labels for {split.name} frames, but "
+            f"{SPLIT_FILES[split.name][1]} is missing or lacks them; set {setting}: {off:g} "
             "or generate a labelled data set"
         )
-    return mask
+    return array
+
+
+def object_mask(split: Split, factor: float) -> np.ndarray:
+    """The split's (N, 64, 64) object mask (0 background, k + 1 on pixels of class k), required by weighting."""
+    return required_label(split, "object_mask", "object_pixel_weight", factor, 1)
 
 
 def class_balance(split: Split, factor: float) -> np.ndarray | None:

@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from gym_autoencoder.atomic import atomic_write_bytes
@@ -24,6 +26,7 @@ from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
 from model_stubs import BaseAutoencoder
 from training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
+from training.visibility import VisibilityHead, head_accuracy, visibility_labels
 
 STATE_FORMAT = "gym_autoencoder.training_state"
 STATE_VERSION = 1
@@ -80,15 +83,58 @@ def _record_epoch(state: TrainingState, recipe: dict[str, Any], improved: bool) 
             state.plateau_wait = 0
 
 
-def make_optimiser(model: BaseAutoencoder, recipe: dict[str, Any]) -> torch.optim.Adam:
+@dataclass
+class Objective:
+    """What the loss needs beside the model and the frames: per split, the pixel weights and the
+    visibility labels, and the auxiliary visibility head (None when its weight is 0)."""
+
+    reduction: str
+    weights: dict[str, PixelWeights | None]
+    visible: dict[str, np.ndarray]
+    head: VisibilityHead | None
+
+    @classmethod
+    def for_recipe(cls, model: BaseAutoencoder, recipe: dict[str, Any], dataset: Dataset) -> "Objective":
+        factor = recipe["object_pixel_weight"]
+        scale = class_balance(dataset.train, factor) if recipe["object_class_balance"] else None
+        splits = {"train": dataset.train, "test": dataset.test}
+        weights = {name: pixel_weights(split, factor, scale) for name, split in splits.items()}
+        strength = recipe["visibility_weight"]
+        if not strength:
+            return cls(recipe["loss_reduction"], weights, {}, None)
+        visible = {name: visibility_labels(split, strength) for name, split in splits.items()}
+        head = VisibilityHead(model.encoding_shape, visible["train"], strength)
+        return cls(recipe["loss_reduction"], weights, visible, head)
+
+    def modules(self, model: BaseAutoencoder) -> nn.ModuleList:
+        """The model and the head: what trains, switches mode and is saved together."""
+        return nn.ModuleList([model] if self.head is None else [model, self.head])
+
+    def loss(
+        self, model: BaseAutoencoder, split: str, x: torch.Tensor, rows: np.ndarray | slice,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch's loss (the model's, plus the head's when there is one) and the head's logits."""
+        weights = self.weights[split]
+        output = model(x)
+        loss = model.loss_function(x, output, weights.batch(rows, device) if weights else None,
+                                   self.reduction)["loss"]
+        if self.head is None:
+            return loss, None
+        logits = self.head(output["encoding"])
+        visible = torch.as_tensor(self.visible[split][rows], device=device)
+        return loss + self.head.loss(logits, visible), logits
+
+
+def make_optimiser(modules: nn.Module, recipe: dict[str, Any]) -> torch.optim.Adam:
     return torch.optim.Adam(
-        model.parameters(), lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"]
+        modules.parameters(), lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"]
     )
 
 
 def save_state(
     path: Path, model: BaseAutoencoder, optimiser: torch.optim.Optimizer,
-    state: TrainingState, recipe: dict[str, Any],
+    state: TrainingState, recipe: dict[str, Any], head: VisibilityHead | None = None,
 ) -> None:
     """Write everything a resumed run needs to ``path``, atomically, as plain data."""
     payload = {
@@ -98,6 +144,7 @@ def save_state(
         "recipe": recipe,
         "state": asdict(state),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "visibility_head": {} if head is None else head.state_dict(),
         "optimiser": optimiser.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -127,10 +174,13 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def restore_state(
-    payload: dict[str, Any], model: BaseAutoencoder, optimiser: torch.optim.Optimizer
+    payload: dict[str, Any], model: BaseAutoencoder, optimiser: torch.optim.Optimizer,
+    head: VisibilityHead | None = None,
 ) -> TrainingState:
-    """Load the saved model, optimiser and RNG into place and return the run's counters."""
+    """Load the saved model, head, optimiser and RNG into place and return the run's counters."""
     model.load_state_dict(payload["model"])
+    if head is not None:
+        head.load_state_dict(payload["visibility_head"])
     optimiser.load_state_dict(payload["optimiser"])
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] and torch.cuda.is_available():
@@ -139,19 +189,22 @@ def restore_state(
 
 
 def held_out_loss(
-    model: BaseAutoencoder, split: Split, weights: PixelWeights | None,
-    batch_size: int, device: torch.device, reduction: str,
-) -> float:
-    """The training objective on every frame of ``split``, in eval mode."""
-    model.eval()
-    total = 0.0
+    model: BaseAutoencoder, split: Split, objective: Objective, batch_size: int, device: torch.device,
+) -> tuple[float, float | None]:
+    """The training objective on every frame of the test ``split``, in eval mode, and the
+    visibility head's balanced accuracy there (None without a head)."""
+    objective.modules(model).eval()
+    total, logits = 0.0, []
     with torch.inference_mode():
         for start in range(0, len(split), batch_size):
             rows = slice(start, start + batch_size)
             x = split.batch(rows, device)
-            weight = weights.batch(rows, device) if weights else None
-            total += float(model.loss_function(x, model(x), weight, reduction)["loss"]) * len(x)
-    return total / len(split)
+            loss, batch_logits = objective.loss(model, "test", x, rows, device)
+            total += float(loss) * len(x)
+            if batch_logits is not None:
+                logits.append(batch_logits.cpu())
+    accuracy = head_accuracy(torch.cat(logits), objective.visible["test"]) if logits else None
+    return total / len(split), accuracy
 
 
 def _non_finite(what: str, value: float, state: TrainingState, state_path: Path) -> NonFiniteLossError:
@@ -166,18 +219,17 @@ def _non_finite(what: str, value: float, state: TrainingState, state_path: Path)
 
 
 def train_epoch(
-    model: BaseAutoencoder, optimiser: torch.optim.Optimizer, split: Split, weights: PixelWeights | None,
+    model: BaseAutoencoder, optimiser: torch.optim.Optimizer, split: Split, objective: Objective,
     recipe: dict[str, Any], state: TrainingState, device: torch.device, desc: str, state_path: Path,
 ) -> float:
     """One pass over the training frames in the batches of (seed, epoch); the mean training loss."""
     batches = epoch_batches(len(split), recipe["batch_size"], recipe["seed"], state.epoch)
     progress = tqdm(batches, desc=desc, unit="batch", disable=None, leave=False)
-    model.train()
+    objective.modules(model).train()
     total, seen = 0.0, 0
     for step, rows in enumerate(progress, start=1):
         x = split.batch(rows, device)
-        weight = weights.batch(rows, device) if weights else None
-        loss = model.loss_function(x, model(x), weight, recipe["loss_reduction"])["loss"]
+        loss = objective.loss(model, "train", x, rows, device)[0]
         if not torch.isfinite(loss):
             raise _non_finite("training", loss.item(), state, state_path)
         optimiser.zero_grad(set_to_none=True)
@@ -208,15 +260,14 @@ def train(
     ``metadata`` goes into the best checkpoint ``RUN.pt`` with the epoch and history;
     ``resume_from`` is a payload of :func:`read_state` to continue from.
     """
-    model.to(device)
-    optimiser = make_optimiser(model, recipe)
-    state = restore_state(resume_from, model, optimiser) if resume_from else TrainingState()
+    objective = Objective.for_recipe(model, recipe, dataset)
+    modules = objective.modules(model).to(device)
+    optimiser = make_optimiser(modules, recipe)
+    state = (
+        restore_state(resume_from, model, optimiser, objective.head) if resume_from else TrainingState()
+    )
     state_path = run_dir / "checkpoints" / "last.pt"
     best_path = run_dir / f"{run_dir.name}.pt"
-    factor = recipe["object_pixel_weight"]
-    scale = class_balance(dataset.train, factor) if recipe["object_class_balance"] else None
-    train_weights = pixel_weights(dataset.train, factor, scale)
-    test_weights = pixel_weights(dataset.test, factor, scale)
 
     while state.stop_reason(recipe) is None:
         lr = learning_rate(recipe, state)
@@ -224,15 +275,17 @@ def train(
             group["lr"] = lr
         desc = f"{run_dir.name} epoch {state.epoch + 1}/{recipe['epochs']}"
         train_loss = train_epoch(
-            model, optimiser, dataset.train, train_weights, recipe, state, device, desc, state_path
+            model, optimiser, dataset.train, objective, recipe, state, device, desc, state_path
         )
-        loss_on_test = held_out_loss(
-            model, dataset.test, test_weights, recipe["eval_batch_size"], device, recipe["loss_reduction"]
+        loss_on_test, visibility = held_out_loss(
+            model, dataset.test, objective, recipe["eval_batch_size"], device
         )
         if not math.isfinite(loss_on_test):
             raise _non_finite("test", loss_on_test, state, state_path)
         for key, value in (("train_loss", train_loss), ("test_loss", loss_on_test), ("lr", lr)):
             state.history[key].append(value)
+        if visibility is not None:
+            state.history.setdefault("test_visibility_accuracy", []).append(visibility)
         improved = loss_on_test < state.best_loss
         _record_epoch(state, recipe, improved)
         if improved:
@@ -240,9 +293,10 @@ def train(
             save_checkpoint(best_path, model, {
                 **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
             })
-        save_state(state_path, model, optimiser, state, recipe)
+        save_state(state_path, model, optimiser, state, recipe, objective.head)
         say(
             f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}"
+            + ("" if visibility is None else f"  visibility head {visibility:.3f}")
             + ("  (best, saved)" if improved else f"  ({state.stale_epochs} without improvement)")
         )
     return state

@@ -61,8 +61,10 @@ def shipped_entry(run_dir: Path) -> dict[str, Any]:
 def loss_text(recipe: dict[str, Any]) -> str:
     """The loss settings of a recipe, as the card states them."""
     balance = " (class-balanced)" if recipe.get("object_class_balance") else ""
+    visibility = recipe.get("visibility_weight", 0.0)
+    head = f", visibility head weight {visibility}" if visibility else ""
     return (f"object pixel weight {recipe.get('object_pixel_weight')}{balance}, "
-            f"loss reduction {recipe.get('loss_reduction', 'mean')}")
+            f"loss reduction {recipe.get('loss_reduction', 'mean')}{head}")
 
 
 def epochs_text(training: dict[str, Any]) -> str:
