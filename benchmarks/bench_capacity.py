@@ -1,4 +1,8 @@
-"""How far each architecture can go at its fixed encoding size: two references, measured in one run.
+"""How far each architecture can go at its fixed encoding size: three references, measured in one run.
+
+- view: the input pixels the encoding depends on at all, and the share of test objects with at
+  least one sprite pixel among them. An object wholly outside the encoder's view cannot be drawn
+  from the encoding, so that share's mean over classes bounds the object fidelity mean.
 
 - linear: PCA of training frames with as many components as the encoding has floats, scored on
   the test frames: what a linear encoder and decoder of the same size draw.
@@ -7,7 +11,7 @@
   frames. A model that cannot reach a bar on the frames it trains on cannot reach it on held-out
   levels either, so this bounds what longer training of the architecture can give.
 
-Both print PSNR (dB) and the object fidelity mean (training/metrics.py) next to the bars.
+Each prints PSNR (dB; n/a for the view) and the object fidelity mean (training/metrics.py).
 
     python benchmarks/bench_capacity.py --data-dir data/balanced                    # all six
     python benchmarks/bench_capacity.py --data-dir data/balanced --models Conv_Maxpool --fresh --steps 6000
@@ -31,7 +35,7 @@ from gym_autoencoder.autoencoder import shipped_checkpoint_path
 from gym_autoencoder.checkpoint import load_checkpoint
 from model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 from training.data import Split, class_balance, open_dataset, pixel_weights
-from training.metrics import fidelity_summary, object_errors, psnr
+from training.metrics import FIDELITY_MIN_PIXELS, fidelity_summary, object_errors, psnr
 
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 CPU = torch.device("cpu")
@@ -43,7 +47,7 @@ class Score:
     model: str
     floats: int
     frames: int
-    psnr_db: float
+    psnr_db: float | None
     fidelity: float
 
 
@@ -60,6 +64,29 @@ def score(reconstruct: Reconstruct, split: Split, rows: np.ndarray, batch: int =
             errors.append(object_errors(x, recon, mask[part], counts[part]))
     fidelity = fidelity_summary(np.concatenate(errors), tuple(OBJECT_CLASSES))["mean"]
     return float(torch.cat(values).mean()), float(fidelity) if fidelity is not None else math.nan
+
+
+def pixels_seen(model: BaseAutoencoder, frames: int = 16, seed: int = 0) -> np.ndarray:
+    """(64, 64) bool: the input pixels the encoding depends on, i.e. those where the gradient of
+    the summed encoding is non-zero for some of ``frames`` random inputs (several inputs, so that
+    no pixel is missed for an inactive ReLU or an unselected max-pool position)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(frames, 3, 64, 64, generator=generator, requires_grad=True)
+    model.eval().encode(x).sum().backward()
+    return (x.grad.abs().sum((0, 1)) > 0).numpy()
+
+
+def fidelity_ceiling(seen: np.ndarray, split: Split) -> float:
+    """Mean over classes of the share of counted objects (FIDELITY_MIN_PIXELS visible pixels) with
+    at least one sprite pixel in ``seen``: an upper bound on the object fidelity mean."""
+    mask, counts = split.label("object_mask"), split.label("pixel_counts")
+    shares = []
+    for k in range(len(OBJECT_CLASSES)):
+        counted = counts[:, k] >= FIDELITY_MIN_PIXELS
+        if counted.any():
+            inside = ((mask[counted] == k + 1) & seen).any((1, 2))
+            shares.append(inside.mean())
+    return float(np.mean(shares)) if shares else math.nan
 
 
 def linear_reconstruction(split: Split, rows: np.ndarray, components: int) -> Reconstruct:
@@ -119,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--object-pixel-weight", type=float, default=1.0)
     parser.add_argument("--fresh", action="store_true", help="memorise from a fresh initialisation")
+    parser.add_argument("--skip-view", action="store_true")
     parser.add_argument("--skip-linear", action="store_true")
     parser.add_argument("--skip-memorise", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
@@ -133,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         model = starting_model(name, args.fresh)
         floats = math.prod(model.encoding_shape)
+        if not args.skip_view:
+            seen = pixels_seen(starting_model(name, fresh=True))
+            rows, cols = np.nonzero(seen.any(1))[0], np.nonzero(seen.any(0))[0]
+            print(f"view {name}: the encoding depends on {int(seen.sum())} of {seen.size} pixels "
+                  f"(rows {rows.min()}-{rows.max()}, columns {cols.min()}-{cols.max()})", flush=True)
+            scores.append(Score("view", name, floats, len(data.test), None, fidelity_ceiling(seen, data.test)))
         if not args.skip_linear:
             linear = linear_reconstruction(data.train, linear_rows, floats)
             scores.append(Score("linear", name, floats, len(test_rows), *score(linear, data.test, test_rows)))
@@ -144,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             print(scores[-1], flush=True)
     print(f"\n{'reference':<10}{'model':<20}{'floats':>7}{'frames':>8}{'PSNR dB':>9}{'fidelity':>10}")
     for s in scores:
-        print(f"{s.reference:<10}{s.model:<20}{s.floats:>7}{s.frames:>8}{s.psnr_db:>9.2f}{s.fidelity:>10.3f}")
+        shown = "n/a" if s.psnr_db is None else f"{s.psnr_db:.2f}"
+        print(f"{s.reference:<10}{s.model:<20}{s.floats:>7}{s.frames:>8}{shown:>9}{s.fidelity:>10.3f}")
     if args.json:
         atomic_write_text(args.json, json.dumps([asdict(s) for s in scores], indent=2))
     return 0

@@ -1,4 +1,4 @@
-"""The capacity benchmark's two references: the linear (PCA) baseline and the memorisation fit."""
+"""The capacity benchmark's three references: the encoder's view, the linear (PCA) baseline and the memorisation fit."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bench_capacity import linear_reconstruction, main, memorise, score, starting_model
+from benchmarks.bench_capacity import (
+    fidelity_ceiling,
+    linear_reconstruction,
+    main,
+    memorise,
+    pixels_seen,
+    score,
+    starting_model,
+)
 from training.data import open_dataset
 from tests.test_training_data import write_dataset
 
@@ -44,6 +52,29 @@ def test_a_run_reports_both_references_per_model(data_dir, tmp_path, capsys):
                  "--linear-frames", "16", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(r["reference"], r["model"], r["floats"]) for r in rows] == [
-        ("linear", "Conv_Maxpool", 32), ("memorise", "Conv_Maxpool", 32)]
-    assert rows[1]["frames"] == 4
+        ("view", "Conv_Maxpool", 32), ("linear", "Conv_Maxpool", 32), ("memorise", "Conv_Maxpool", 32)]
+    assert rows[0]["psnr_db"] is None and rows[0]["fidelity"] == 1.0
+    assert rows[2]["frames"] == 4
     assert "memorise  Conv_Maxpool" in capsys.readouterr().out
+
+
+def test_the_view_is_the_pixels_the_encoding_depends_on():
+    # Conv_No_Bottleneck's last convolution (3x3, stride 2) reads 3 of its 4x4 input's rows and columns
+    square = np.zeros((64, 64), bool)
+    square[:50, :50] = True
+    assert np.array_equal(pixels_seen(starting_model("Conv_No_Bottleneck", fresh=True)), square)
+    assert pixels_seen(starting_model("Conv_Maxpool_Big", fresh=True)).all()
+
+
+def test_objects_outside_the_view_lower_the_fidelity_ceiling(data_dir):
+    test = open_dataset(data_dir).test
+    everywhere = np.ones((64, 64), bool)
+    assert fidelity_ceiling(everywhere, test) == 1.0
+    assert fidelity_ceiling(~everywhere, test) == 0.0
+    mask = test.label("object_mask")
+    left = np.zeros((64, 64), bool)
+    left[:, :32] = True
+    counted = test.label("pixel_counts") >= 8
+    per_class = [((mask[counted[:, k]] == k + 1) & left).any((1, 2)).mean()
+                 for k in range(7) if counted[:, k].any()]
+    assert fidelity_ceiling(left, test) == np.mean(per_class)
