@@ -2,7 +2,7 @@
 
 Reconstruction alone lets a 22- to 128-float encoding spend itself on the maze and keep which
 keys, locks and gem are in view only in a form no linear read-out finds (the latent probe of
-the evaluation scored 0.67-0.84 on such encodings). A linear head trained beside the
+the evaluation scored 0.62-0.84 on such encodings). A linear head trained beside the
 autoencoder on the frames' ``visible`` labels asks the encoding to carry them the way a small
 policy, and the probe, read them. The head is not part of the model: checkpoints hold the
 plain architecture, and the evaluation's probe is fitted afresh on held-out levels.
