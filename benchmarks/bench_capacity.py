@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         model = starting_model(name, args.fresh)
         floats = math.prod(model.encoding_shape)
         if not args.skip_view:
-            seen = pixels_seen(starting_model(name, fresh=True))
+            seen = pixels_seen(build_model(name, **model.config))
             rows, cols = np.nonzero(seen.any(1))[0], np.nonzero(seen.any(0))[0]
             print(f"view {name}: the encoding depends on {int(seen.sum())} of {seen.size} pixels "
                   f"(rows {rows.min()}-{rows.max()}, columns {cols.min()}-{cols.max()})", flush=True)

@@ -58,8 +58,8 @@ def test_the_objective_adds_the_head_s_loss_and_its_gradient_reaches_the_encoder
     with_head.head.eval()
     rows = np.arange(16)
     x = dataset.train.batch(rows, torch.device("cpu"))
-    total, logits = with_head.loss(model, "train", x, rows, torch.device("cpu"))
-    plain = without.loss(model, "train", x, rows, torch.device("cpu"))[0]
+    total, logits = with_head.loss(model, dataset.train, x, rows, torch.device("cpu"))
+    plain = without.loss(model, dataset.train, x, rows, torch.device("cpu"))[0]
     visible = torch.as_tensor(dataset.train.label("visible")[rows].astype(np.float32))
     assert torch.allclose(total, plain + with_head.head.loss(logits, visible))
     assert torch.allclose(logits, with_head.head(model.encode(x)))

@@ -85,8 +85,8 @@ def _record_epoch(state: TrainingState, recipe: dict[str, Any], improved: bool) 
 
 @dataclass
 class Objective:
-    """What the loss needs beside the model and the frames: per split, the pixel weights and the
-    visibility labels, and the auxiliary visibility head (None when its weight is 0)."""
+    """What the loss needs beside the model and the frames: per split (by name), the pixel weights
+    and the visibility labels, and the auxiliary visibility head (None when its weight is 0)."""
 
     reduction: str
     weights: dict[str, PixelWeights | None]
@@ -97,13 +97,13 @@ class Objective:
     def for_recipe(cls, model: BaseAutoencoder, recipe: dict[str, Any], dataset: Dataset) -> "Objective":
         factor = recipe["object_pixel_weight"]
         scale = class_balance(dataset.train, factor) if recipe["object_class_balance"] else None
-        splits = {"train": dataset.train, "test": dataset.test}
-        weights = {name: pixel_weights(split, factor, scale) for name, split in splits.items()}
+        splits = (dataset.train, dataset.test)
+        weights = {split.name: pixel_weights(split, factor, scale) for split in splits}
         strength = recipe["visibility_weight"]
         if not strength:
             return cls(recipe["loss_reduction"], weights, {}, None)
-        visible = {name: visibility_labels(split, strength) for name, split in splits.items()}
-        head = VisibilityHead(model.encoding_shape, visible["train"], strength)
+        visible = {split.name: visibility_labels(split, strength) for split in splits}
+        head = VisibilityHead(model.encoding_shape, visible[dataset.train.name], strength)
         return cls(recipe["loss_reduction"], weights, visible, head)
 
     def modules(self, model: BaseAutoencoder) -> nn.ModuleList:
@@ -111,18 +111,19 @@ class Objective:
         return nn.ModuleList([model] if self.head is None else [model, self.head])
 
     def loss(
-        self, model: BaseAutoencoder, split: str, x: torch.Tensor, rows: np.ndarray | slice,
+        self, model: BaseAutoencoder, split: Split, x: torch.Tensor, rows: np.ndarray | slice,
         device: torch.device,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The batch's loss (the model's, plus the head's when there is one) and the head's logits."""
-        weights = self.weights[split]
+        """The loss of the batch ``x`` (frames ``rows`` of ``split``): the model's, plus the head's
+        when there is one; and the head's logits."""
+        weights = self.weights[split.name]
         output = model(x)
         loss = model.loss_function(x, output, weights.batch(rows, device) if weights else None,
                                    self.reduction)["loss"]
         if self.head is None:
             return loss, None
         logits = self.head(output["encoding"])
-        visible = torch.as_tensor(self.visible[split][rows], device=device)
+        visible = torch.as_tensor(self.visible[split.name][rows], device=device)
         return loss + self.head.loss(logits, visible), logits
 
 
@@ -191,19 +192,19 @@ def restore_state(
 def held_out_loss(
     model: BaseAutoencoder, split: Split, objective: Objective, batch_size: int, device: torch.device,
 ) -> tuple[float, float | None]:
-    """The training objective on every frame of the test ``split``, in eval mode, and the
-    visibility head's balanced accuracy there (None without a head)."""
+    """The training objective on every frame of ``split``, in eval mode, and the visibility
+    head's balanced accuracy there (None without a head)."""
     objective.modules(model).eval()
     total, logits = 0.0, []
     with torch.inference_mode():
         for start in range(0, len(split), batch_size):
             rows = slice(start, start + batch_size)
             x = split.batch(rows, device)
-            loss, batch_logits = objective.loss(model, "test", x, rows, device)
+            loss, batch_logits = objective.loss(model, split, x, rows, device)
             total += float(loss) * len(x)
             if batch_logits is not None:
                 logits.append(batch_logits.cpu())
-    accuracy = head_accuracy(torch.cat(logits), objective.visible["test"]) if logits else None
+    accuracy = head_accuracy(torch.cat(logits), objective.visible[split.name]) if logits else None
     return total / len(split), accuracy
 
 
@@ -229,7 +230,7 @@ def train_epoch(
     total, seen = 0.0, 0
     for step, rows in enumerate(progress, start=1):
         x = split.batch(rows, device)
-        loss = objective.loss(model, "train", x, rows, device)[0]
+        loss = objective.loss(model, split, x, rows, device)[0]
         if not torch.isfinite(loss):
             raise _non_finite("training", loss.item(), state, state_path)
         optimiser.zero_grad(set_to_none=True)
