@@ -1,4 +1,4 @@
-"""The capacity benchmark's three references: the encoder's view, the linear (PCA) baseline and the memorisation fit."""
+"""The capacity benchmark's four references: the encoder's view, the linear (PCA) baseline, the memorisation fit and the train/test gap."""
 
 import json
 from pathlib import Path
@@ -46,16 +46,32 @@ def test_memorising_a_few_frames_draws_them_better(data_dir):
     assert 0.0 <= fidelity <= 1.0 or np.isnan(fidelity)
 
 
-def test_a_run_reports_both_references_per_model(data_dir, tmp_path, capsys):
+def test_a_run_reports_every_reference_per_model(data_dir, tmp_path, capsys):
     out = tmp_path / "capacity.json"
     assert main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--frames", "4", "--steps", "2",
-                 "--linear-frames", "16", "--json", str(out)]) == 0
+                 "--linear-frames", "16", "--test-frames", "6", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(r["reference"], r["model"], r["floats"]) for r in rows] == [
-        ("view", "Conv_Maxpool", 32), ("linear", "Conv_Maxpool", 32), ("memorise", "Conv_Maxpool", 32)]
+        ("view", "Conv_Maxpool", 32), ("linear", "Conv_Maxpool", 32), ("train", "Conv_Maxpool", 32),
+        ("test", "Conv_Maxpool", 32), ("memorise", "Conv_Maxpool", 32)]
     assert rows[0]["psnr_db"] is None and rows[0]["fidelity"] == 1.0
-    assert rows[2]["frames"] == 4
+    assert [r["frames"] for r in rows[1:]] == [6, 6, 6, 4]
     assert "memorise  Conv_Maxpool" in capsys.readouterr().out
+
+
+def test_the_gap_scores_the_shipped_model_on_training_and_test_frames(data_dir, tmp_path):
+    out = tmp_path / "capacity.json"
+    assert main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--test-frames", "6",
+                 "--skip-view", "--skip-linear", "--skip-memorise", "--json", str(out)]) == 0
+    train, test = json.loads(out.read_text())
+    data, shipped = open_dataset(data_dir), starting_model("Conv_Maxpool", fresh=False)
+    rows = np.arange(6)
+    assert (train["psnr_db"], test["psnr_db"]) == pytest.approx(
+        (score(shipped.reconstruct, data.train, rows)[0], score(shipped.reconstruct, data.test, rows)[0]))
+    assert train["psnr_db"] != test["psnr_db"]
+    assert main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--fresh", "--skip-view",
+                 "--skip-linear", "--skip-memorise", "--json", str(out)]) == 0
+    assert json.loads(out.read_text()) == []
 
 
 def test_the_view_is_the_pixels_the_encoding_depends_on():
