@@ -63,6 +63,14 @@ def test_a_run_evaluated_without_labels_is_refused(data_dir, tmp_path):
         ship([run], tmp_path / "out")
 
 
+def test_a_run_without_its_training_state_has_no_stop_reason_on_the_card(evaluated_runs, tmp_path):
+    ship(evaluated_runs, tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert not (evaluated_runs[0] / "checkpoints" / "last.pt").exists()
+    assert "stopped: not recorded (evaluated apart from its training state)." in card
+    assert "stopped: None" not in card
+
+
 def test_the_card_counts_the_epochs_behind_a_fine_tuned_model():
     lineage = {"epochs": 42, "psnr_db": 32.0, "recipe": {"learning_rate": 0.001, "lr_schedule": "cosine",
                                                          "object_pixel_weight": 10.0,

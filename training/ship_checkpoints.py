@@ -130,7 +130,8 @@ def model_section(entry: dict[str, Any]) -> str:
         f"{loss_text(recipe)}, seed {recipe.get('seed')}.",
         f"- Epochs: {training['epochs_trained']} trained (limit {recipe.get('epochs')}), best epoch "
         f"{training['best_epoch']}, test loss {_fmt(training['best_test_loss'], 6)}; "
-        f"stopped: {training['stop_reason']}.{lineage_text(training)}",
+        f"stopped: {training['stop_reason'] or 'not recorded (evaluated apart from its training state)'}."
+        f"{lineage_text(training)}",
         f"- Test: MSE {test['mse']:.5f}, PSNR {test['psnr_db']:.2f} dB, SSIM {test['ssim']:.4f}"
         + (f"; PSNR with the latent zeroed (pooling indices only): {test['psnr_zeroed_latent_db']:.2f} dB"
            if "psnr_zeroed_latent_db" in test else "") + ".",
