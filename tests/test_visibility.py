@@ -13,7 +13,7 @@ from training.data import DataError, open_dataset
 from training.loop import Objective, read_state
 from training.metrics import balanced_accuracy
 from training.ship_checkpoints import loss_text
-from training.visibility import VisibilityHead, head_accuracy
+from training.visibility import VisibilityHead, head_accuracy, warm_start
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RECIPE = {"object_pixel_weight": 1.0, "object_class_balance": False, "loss_reduction": "mean"}
@@ -83,6 +83,30 @@ def test_a_run_with_the_head_trains_it_records_its_accuracy_and_ships_the_plain_
     model, metadata = load_checkpoint(tmp_path / "run" / "run.pt")
     assert metadata["recipe"]["visibility_weight"] == 0.5
     assert model.encode(frames_to_tensor(np.zeros((1, 64, 64, 3), np.uint8))).shape == (1, 32)
+
+
+def test_the_warm_start_fits_the_head_to_the_frozen_encoding(data_dir):  # noqa: F811
+    train = open_dataset(data_dir).train
+    model = fresh_model("Conv_Maxpool_Big")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    visible = train.label("visible").astype(np.float32)
+    head = VisibilityHead(model.encoding_shape, visible, weight=1.0)
+    with torch.no_grad():
+        encodings = model.eval().encode(train.batch(slice(None), torch.device("cpu")))
+        untrained = float(head.loss(head.train()(encodings), torch.as_tensor(visible)))
+    fitted = warm_start(head, model, train, visible, torch.device("cpu"), frames=200)
+    assert fitted < 0.9 * untrained
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not head.training
+
+
+def test_a_run_from_trained_weights_starts_with_a_fitted_head(small_data_dir, fast_config, tmp_path, capsys):  # noqa: F811
+    common = ["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation", "--visibility-weight", "1",
+              *args(small_data_dir, tmp_path, fast_config)]
+    assert main([*common, "--name", "base"]) == 0
+    assert "visibility head fitted" not in capsys.readouterr().out
+    assert main([*common, "--name", "tuned", "--init-from", str(tmp_path / "base" / "base.pt")]) == 0
+    assert "tuned: visibility head fitted to the initial encoding" in capsys.readouterr().out
 
 
 def test_the_head_changes_what_the_encoder_learns(small_data_dir, fast_config, tmp_path):  # noqa: F811

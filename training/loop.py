@@ -26,7 +26,7 @@ from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
 from model_stubs import BaseAutoencoder
 from training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
-from training.visibility import VisibilityHead, head_accuracy, visibility_labels
+from training.visibility import VisibilityHead, head_accuracy, visibility_labels, warm_start
 
 STATE_FORMAT = "gym_autoencoder.training_state"
 STATE_VERSION = 1
@@ -269,6 +269,13 @@ def train(
     )
     state_path = run_dir / "checkpoints" / "last.pt"
     best_path = run_dir / f"{run_dir.name}.pt"
+    if recipe["init_from"] and not resume_from:
+        if objective.head is not None:
+            head_loss = warm_start(objective.head, model, dataset.train,
+                                   objective.visible[dataset.train.name], device, seed=recipe["seed"])
+            say(f"{run_dir.name}: visibility head fitted to the initial encoding (loss {head_loss:.4f})")
+        initial = held_out_loss(model, dataset.test, objective, recipe["eval_batch_size"], device)[0]
+        say(f"{run_dir.name}: test loss of the initial weights {initial:.5f}")
 
     while state.stop_reason(recipe) is None:
         lr = learning_rate(recipe, state)

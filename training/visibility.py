@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from data_generation.labels import OBJECT_CLASSES
-from training.data import Split, required_label
+from model_stubs import BaseAutoencoder
+from training.data import Split, epoch_batches, required_label
 from training.metrics import balanced_accuracy
 
 
@@ -58,6 +59,34 @@ class VisibilityHead(nn.Module):
         return self.weight * nn.functional.binary_cross_entropy_with_logits(
             logits, visible, pos_weight=self.pos_weight
         )
+
+
+def warm_start(
+    head: VisibilityHead, model: BaseAutoencoder, split: Split, visible: np.ndarray,
+    device: torch.device, frames: int = 4096, epochs: int = 20, batch_size: int = 64, seed: int = 0,
+) -> float:
+    """Fit a new head to the frozen encodings of up to ``frames`` frames of ``split`` before a run
+    from trained weights starts: a random head's gradient would otherwise pull the trained encoding
+    about for its first epoch. Returns the head's loss on those frames afterwards."""
+    rows = np.sort(np.random.default_rng(seed).permutation(len(split))[:frames])
+    model.eval()
+    with torch.no_grad():
+        encodings = torch.cat([
+            model.encode(split.batch(rows[start:start + 256], device)).flatten(1)
+            for start in range(0, len(rows), 256)
+        ])
+    targets = torch.as_tensor(visible[rows], device=device)
+    optimiser = torch.optim.Adam(head.parameters(), lr=1e-2)
+    head.train()
+    for epoch in range(epochs):
+        for batch in epoch_batches(len(rows), batch_size, seed, epoch):
+            loss = head.loss(head(encodings[batch]), targets[batch])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    head.eval()
+    with torch.no_grad():
+        return float(head.loss(head(encodings), targets))
 
 
 def head_accuracy(logits: torch.Tensor, visible: np.ndarray) -> float:
