@@ -8,7 +8,7 @@ from gym_autoencoder import load_model
 from tests.test_evaluate import FAST, untrained_run
 from tests.test_training_data import copy_frames, write_dataset
 from training.evaluate import evaluate_run
-from training.ship_checkpoints import ShipError, epochs_text, lineage_text, main, ship
+from training.ship_checkpoints import ShipError, epochs_text, lineage_text, main, rates_text, ship
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -83,3 +83,13 @@ def test_the_card_counts_the_epochs_behind_a_fine_tuned_model():
     assert lineage_text({"initialised_from": None}) == ""
     unevaluated = lineage_text({"initialised_from": {**lineage, "psnr_db": None}})
     assert "trained 42 epochs (lr 0.001 (cosine)" in unevaluated
+
+
+def test_the_card_states_the_learning_rates_a_run_used_not_only_its_last_recipe():
+    recipe = {"learning_rate": 0.001, "lr_schedule": "cosine"}  # resumed with 0.001 after epochs at 2e-4
+    assert rates_text(recipe, [2e-4, 1.5e-4, 5e-5]) == "lr 0.0002 down to 5e-05 (cosine)"
+    assert rates_text({"learning_rate": 0.001, "lr_schedule": "constant"}, [1e-3, 1e-3]) == "lr 0.001 (constant)"
+    assert rates_text(recipe, None) == "lr 0.001 (cosine)"
+    lineage = {"epochs": 5, "psnr_db": None, "recipe": recipe, "learning_rates": [3e-4, 1e-4]}
+    assert "trained 5 epochs (lr 0.0003 down to 0.0001 (cosine), object pixel weight" in lineage_text(
+        {"initialised_from": lineage})

@@ -253,6 +253,7 @@ def test_a_run_can_start_from_the_weights_of_a_checkpoint_and_records_their_line
     lineage = tuned["initialised_from"]
     assert lineage["checkpoint"] == str(first.resolve()) and lineage["epochs"] == first_metadata["epoch"]
     assert lineage["recipe"]["loss_reduction"] == "mean" and tuned["recipe"]["loss_reduction"] == "frame_log"
+    assert lineage["learning_rates"] == first_metadata["history"]["lr"] and len(lineage["learning_rates"]) == 2
     first.unlink()  # a resumed run keeps the lineage it recorded, whatever became of the source
     capsys.readouterr()
     assert main([*tune, "--epochs", "2", "--resume"]) == 0

@@ -158,6 +158,7 @@ def initialise_from(model: BaseAutoencoder, source: str) -> dict[str, Any]:
         "checkpoint": str(path.resolve()),
         "epochs": trained_epochs(prior),
         "recipe": prior.get("recipe"),
+        "learning_rates": prior.get("history", {}).get("lr"),
         "psnr_db": prior.get("metrics", {}).get("test", {}).get("psnr_db"),
     }
 

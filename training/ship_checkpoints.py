@@ -67,6 +67,16 @@ def loss_text(recipe: dict[str, Any]) -> str:
             f"loss reduction {recipe.get('loss_reduction', 'mean')}{head}")
 
 
+def rates_text(recipe: dict[str, Any], rates: list[float] | None) -> str:
+    """The learning rates a run used, from its per-epoch history when there is one: the recipe of a
+    run resumed with a new rate holds only that last rate."""
+    schedule = recipe.get("lr_schedule")
+    if not rates:
+        return f"lr {recipe.get('learning_rate')} ({schedule})"
+    high, low = max(rates), min(rates)
+    return f"lr {high:.2g} ({schedule})" if high == low else f"lr {high:.2g} down to {low:.2g} ({schedule})"
+
+
 def epochs_text(training: dict[str, Any]) -> str:
     """Epochs trained, as ``before + this run`` when the run started from a checkpoint's weights."""
     lineage = training.get("initialised_from")
@@ -82,9 +92,8 @@ def lineage_text(training: dict[str, Any]) -> str:
     prior = lineage.get("recipe") or {}
     measured = "" if lineage.get("psnr_db") is None else f"PSNR {lineage['psnr_db']:.2f} dB; "
     return (
-        f" It started from the weights of a model trained {lineage['epochs']} epochs ({measured}lr "
-        f"{prior.get('learning_rate')} ({prior.get('lr_schedule')}), {loss_text(prior)}), with a fresh "
-        "optimiser."
+        f" It started from the weights of a model trained {lineage['epochs']} epochs ({measured}"
+        f"{rates_text(prior, lineage.get('learning_rates'))}, {loss_text(prior)}), with a fresh optimiser."
     )
 
 
@@ -125,7 +134,7 @@ def model_section(entry: dict[str, Any]) -> str:
         f"- Data: {metrics['data']['test_frames']} held-out test frames of levels no training run saw "
         f"(level-disjoint split of `{Path(metrics['data']['dir']).name}`); "
         f"training frames: {metadata.get('data', {}).get('train_frames')}.",
-        f"- Recipe: Adam, lr {recipe.get('learning_rate')} ({recipe.get('lr_schedule')}), batch "
+        f"- Recipe: Adam, {rates_text(recipe, (training.get('history') or {}).get('lr'))}, batch "
         f"{recipe.get('batch_size')}, weight decay {recipe.get('weight_decay')}, "
         f"{loss_text(recipe)}, seed {recipe.get('seed')}.",
         f"- Epochs: {training['epochs_trained']} trained (limit {recipe.get('epochs')}), best epoch "
