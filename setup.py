@@ -5,6 +5,10 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+SUBPACKAGES = {
+    folder: f"gym_autoencoder.{folder}"
+    for folder in ("checkpoints", "data_generation", "model_stubs", "training")
+}
 version: dict[str, str] = {}
 exec((HERE / "gym_autoencoder" / "_version.py").read_text(), version)
 
@@ -15,14 +19,20 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[
-        *find_packages(include=["gym_autoencoder*", "model_stubs*", "data_generation*", "training*"]),
-        "gym_autoencoder.checkpoints",
-    ],
-    package_dir={"gym_autoencoder.checkpoints": "checkpoints"},
+    # One import name: the repository's top-level folders install as subpackages of gym_autoencoder.
+    packages=[*find_packages(include=["gym_autoencoder", "gym_autoencoder.*"]), *SUBPACKAGES.values()],
+    package_dir={name: folder for folder, name in SUBPACKAGES.items()},
     package_data={
-        "gym_autoencoder.checkpoints": ["*.pt", "*.md", "*.png"],
-        "training": ["*.yaml"],
+        "gym_autoencoder.checkpoints": ["*.pt", "*.png"],
+        "gym_autoencoder.training": ["*.yaml"],
+    },
+    entry_points={
+        "console_scripts": [
+            "gym-autoencoder-generate = gym_autoencoder.data_generation.cli:main",
+            "gym-autoencoder-train = gym_autoencoder.training.autoencoder_training:main",
+            "gym-autoencoder-evaluate = gym_autoencoder.training.evaluate:main",
+            "gym-autoencoder-demo = gym_autoencoder.demo:main",
+        ],
     },
     install_requires=[
         "torch>=2.1,<3",

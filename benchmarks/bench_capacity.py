@@ -32,13 +32,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.atomic import atomic_write_text
 from gym_autoencoder.autoencoder import shipped_checkpoint_path
 from gym_autoencoder.checkpoint import load_checkpoint
-from model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
-from training.data import Split, class_balance, open_dataset, pixel_weights
-from training.metrics import FIDELITY_MIN_PIXELS, fidelity_summary, object_errors, psnr
+from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
+from gym_autoencoder.training.data import Split, class_balance, open_dataset, pixel_weights
+from gym_autoencoder.training.metrics import FIDELITY_MIN_PIXELS, fidelity_summary, object_errors, psnr
 
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]
 CPU = torch.device("cpu")

@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from data_generation.labels import OBJECT_CLASSES
-from data_generation.sample_generator_heist import TARGETS, format_shares, generate_balanced_dataset
-from data_generation.sample_generator_heist_basic import generate_basic_dataset
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.sample_generator_heist import TARGETS, format_shares, generate_balanced_dataset
+from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
 from gym_autoencoder.procgen_import import import_procgen
 
 REFERENCE_FPS = {"basic": 23.8, "balanced": 2.2}  # the reference design, measured on this machine

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from gym_autoencoder.atomic import atomic_write_text
 from gym_autoencoder.inference import SingleFrameSwitch, build_frame_encoder, eager_encode
-from model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
+from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 
 MATMUL_SIZE = 1024
 TARGET_SECONDS_PER_BLOCK = 0.02

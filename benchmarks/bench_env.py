@@ -29,7 +29,7 @@ from gym_autoencoder.envs.procgen_core import NUM_ACTIONS, ProcgenOptions
 from gym_autoencoder.registration import ENV_ARCHITECTURES
 from gym_autoencoder.envs.vector_env import PROCGEN_THREADS
 from gym_autoencoder.errors import CheckpointError
-from model_stubs import build_model
+from gym_autoencoder.model_stubs import build_model
 
 BATCHES = (1, 8, 64)
 ACTION_POOL = 4096

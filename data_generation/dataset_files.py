@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from data_generation.arguments import check_output_dir
+from gym_autoencoder.data_generation.arguments import check_output_dir
 from gym_autoencoder.atomic import atomic_path, atomic_write_text
 
 SPLITS = ("training", "test")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_generation.heist_render import (
+from gym_autoencoder.data_generation.heist_render import (
     StateBatch,
     box_region,
     boxes_touching,
@@ -13,9 +13,9 @@ from data_generation.heist_render import (
     occluder_boxes,
     pixel_counts,
 )
-from data_generation.heist_state import WALL_CELL, parse_heist_state, patch_entities
-from data_generation.labels import VISIBLE_FRACTION, WALLS_RADIUS
-from data_generation.procgen_rollout import Capture, Rollout
+from gym_autoencoder.data_generation.heist_state import WALL_CELL, parse_heist_state, patch_entities
+from gym_autoencoder.data_generation.labels import VISIBLE_FRACTION, WALLS_RADIUS
+from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 
 def walls_around(batch: StateBatch) -> np.ndarray:

@@ -20,8 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from data_generation.heist_state import ENTITY_DTYPE, GEM, HELD_KEY_ICON, KEY, LOCK, HeistState
-from data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.heist_state import ENTITY_DTYPE, GEM, HELD_KEY_ICON, KEY, LOCK, HeistState
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.procgen_import import import_procgen
 
 FRAME_SIZE = 64

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_generation.arguments import check_game_mode
+from gym_autoencoder.data_generation.arguments import check_game_mode
 from gym_autoencoder.procgen_import import import_procgen
 
 NUM_ACTIONS = 15  # procgen's full action space

@@ -13,7 +13,7 @@ active: an environment whose level holds an object of a class still behind its q
 the agent, stays on that level for further frames (``max_frames_per_level``) instead of
 starting a new one. Train and test are split by level, as in the basic generator.
 
-    python -m data_generation.sample_generator_heist --num-samples 20000 --output-dir data/balanced
+    python -m gym_autoencoder.data_generation.sample_generator_heist --num-samples 20000 --output-dir data/balanced
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from data_generation.arguments import (
+from gym_autoencoder.data_generation.arguments import (
     GenerationError,
     check_game_mode,
     check_output_dir,
@@ -36,10 +36,10 @@ from data_generation.arguments import (
     run_cli,
     split_counts,
 )
-from data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from data_generation.heist_labels import label_capture
-from data_generation.labels import OBJECT_CLASSES
-from data_generation.procgen_rollout import Rollout
+from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
+from gym_autoencoder.data_generation.heist_labels import label_capture
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.procgen_rollout import Rollout
 
 NONE = len(OBJECT_CLASSES)  # target index of frames without objects
 TARGETS = (*OBJECT_CLASSES, "none")

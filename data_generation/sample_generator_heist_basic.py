@@ -4,7 +4,7 @@ Frames are split into training and test by level (``dataset_files.is_test_level`
 seed appears in both. For Heist every frame is also labelled exactly from the emulator state
 (``labels.LABEL_ARRAYS``); other games get ``level_seeds`` only.
 
-    python -m data_generation.sample_generator_heist_basic --num-samples 50000 --output-dir data/basic
+    python -m gym_autoencoder.data_generation.sample_generator_heist_basic --num-samples 50000 --output-dir data/basic
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from data_generation.arguments import (
+from gym_autoencoder.data_generation.arguments import (
     check_game_mode,
     check_output_dir,
     check_run,
@@ -26,10 +26,10 @@ from data_generation.arguments import (
     run_cli,
     split_counts,
 )
-from data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from data_generation.heist_labels import label_capture
-from data_generation.labels import OBJECT_CLASSES
-from data_generation.procgen_rollout import Rollout
+from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
+from gym_autoencoder.data_generation.heist_labels import label_capture
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.procgen_rollout import Rollout
 
 
 def generate_basic_dataset(

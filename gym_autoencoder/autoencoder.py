@@ -15,7 +15,7 @@ from gym_autoencoder.checkpoint import load_checkpoint
 from gym_autoencoder.errors import CheckpointError, DeviceError
 from gym_autoencoder.inference import build_frame_encoder
 from gym_autoencoder.preprocessing import frames_to_tensor, tensor_to_frames
-from model_stubs import MODEL_NAMES, BaseAutoencoder
+from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder
 
 SHIPPED_PACKAGE = "gym_autoencoder.checkpoints"
 

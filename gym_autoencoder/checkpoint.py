@@ -17,7 +17,7 @@ import torch
 from gym_autoencoder._version import __version__
 from gym_autoencoder.atomic import atomic_write_bytes
 from gym_autoencoder.errors import CheckpointError
-from model_stubs import BaseAutoencoder, build_model
+from gym_autoencoder.model_stubs import BaseAutoencoder, build_model
 
 FORMAT_NAME = "gym_autoencoder.checkpoint"
 FORMAT_VERSION = 1

@@ -53,7 +53,7 @@ from torch.fx.experimental.optimization import fuse
 from torch.fx.passes.shape_prop import ShapeProp
 
 from gym_autoencoder.preprocessing import FRAME_SHAPE, check_frames, frames_to_tensor
-from model_stubs import BaseAutoencoder
+from gym_autoencoder.model_stubs import BaseAutoencoder
 
 CPU_PATH = "fx-folded-cpu-kernels"
 CHANNELS_LAST_PATH = "fx-folded-channels-last"

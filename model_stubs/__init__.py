@@ -1,12 +1,12 @@
 """The six autoencoder architectures of ../shared/architectures.md, by name."""
 
-from model_stubs.base import MODEL_REGISTRY, BaseAutoencoder, build_model, model_class
-from model_stubs.conv_maxpool import Conv_Maxpool
-from model_stubs.conv_maxpool_big import Conv_Maxpool_Big
-from model_stubs.conv_no_bottleneck import Conv_No_Bottleneck
-from model_stubs.conv_unpool import Conv_Unpool
-from model_stubs.vae_alex import VAE_Alex
-from model_stubs.vae_paper import VAE_Paper
+from gym_autoencoder.model_stubs.base import MODEL_REGISTRY, BaseAutoencoder, build_model, model_class
+from gym_autoencoder.model_stubs.conv_maxpool import Conv_Maxpool
+from gym_autoencoder.model_stubs.conv_maxpool_big import Conv_Maxpool_Big
+from gym_autoencoder.model_stubs.conv_no_bottleneck import Conv_No_Bottleneck
+from gym_autoencoder.model_stubs.conv_unpool import Conv_Unpool
+from gym_autoencoder.model_stubs.vae_alex import VAE_Alex
+from gym_autoencoder.model_stubs.vae_paper import VAE_Paper
 
 MODEL_NAMES = (
     "Conv_Unpool",

@@ -15,7 +15,7 @@ MODEL_REGISTRY: dict[str, type["BaseAutoencoder"]] = {}
 # constant factor: it counts every frame's relative error alike, where the plain mean is led by
 # the frames with the largest errors.
 LOSS_REDUCTIONS = ("mean", "frame_log")
-# The smallest per-frame error taken, by frame_log and by the PSNR of training.metrics alike.
+# The smallest per-frame error taken, by frame_log and by the PSNR of gym_autoencoder.training.metrics alike.
 ERROR_FLOOR = 1e-10
 
 

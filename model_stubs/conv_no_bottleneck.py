@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model_stubs.base import BaseAutoencoder, register_model
+from gym_autoencoder.model_stubs.base import BaseAutoencoder, register_model
 
 
 @register_model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model_stubs.base import BaseAutoencoder, conv_bn_relu, register_model
+from gym_autoencoder.model_stubs.base import BaseAutoencoder, conv_bn_relu, register_model
 
 DOWN_CHANNELS = ((3, 16, 16), (16, 16, 16), (16, 32, 32))
 UP_CHANNELS = ((32, 32, 16), (16, 16, 16), (16, 16, 3))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from model_stubs.base import register_model, weighted_mean
-from model_stubs.perceptual import FEATURE_SOURCES, PerceptualFeatures, load_perceptual_features
-from model_stubs.vae_base import WorldModelsVAE
+from gym_autoencoder.model_stubs.base import register_model, weighted_mean
+from gym_autoencoder.model_stubs.perceptual import FEATURE_SOURCES, PerceptualFeatures, load_perceptual_features
+from gym_autoencoder.model_stubs.vae_base import WorldModelsVAE
 
 
 @register_model

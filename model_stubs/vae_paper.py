@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from model_stubs.base import register_model
-from model_stubs.vae_base import WorldModelsVAE
+from gym_autoencoder.model_stubs.base import register_model
+from gym_autoencoder.model_stubs.vae_base import WorldModelsVAE
 
 
 @register_model

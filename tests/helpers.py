@@ -9,7 +9,7 @@ import torch
 
 from gym_autoencoder import frames_to_tensor, load_checkpoint
 from gym_autoencoder.procgen_import import import_procgen
-from model_stubs import BaseAutoencoder, build_model
+from gym_autoencoder.model_stubs import BaseAutoencoder, build_model
 
 
 def heist_frames(count: int, seed: int = 0, steps: int = 10) -> np.ndarray:

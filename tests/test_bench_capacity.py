@@ -15,7 +15,7 @@ from benchmarks.bench_capacity import (
     score,
     starting_model,
 )
-from training.data import open_dataset
+from gym_autoencoder.training.data import open_dataset
 from tests.test_training_data import write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

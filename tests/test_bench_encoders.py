@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.bench_encoders import flops_per_frame, make_model, measure_layers
-from model_stubs import MODEL_NAMES
+from gym_autoencoder.model_stubs import MODEL_NAMES
 from tests.helpers import heist_frames
 
 

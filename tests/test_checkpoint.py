@@ -5,7 +5,7 @@ import torch
 import gym_autoencoder
 from gym_autoencoder import CheckpointError, frames_to_tensor, load_checkpoint, load_model, save_checkpoint
 from gym_autoencoder.errors import DeviceError
-from model_stubs import MODEL_NAMES
+from gym_autoencoder.model_stubs import MODEL_NAMES
 from tests.helpers import fresh_model
 
 

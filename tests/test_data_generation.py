@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_generation import sample_generator_heist, sample_generator_heist_basic
-from data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from data_generation.heist_render import sprite_images
-from data_generation.labels import LABEL_ARRAYS, OBJECT_CLASSES
-from data_generation.sample_generator_heist import NONE, Quota, generate_balanced_dataset
-from data_generation.sample_generator_heist_basic import generate_basic_dataset
+from gym_autoencoder.data_generation import sample_generator_heist, sample_generator_heist_basic
+from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
+from gym_autoencoder.data_generation.heist_render import sprite_images
+from gym_autoencoder.data_generation.labels import LABEL_ARRAYS, OBJECT_CLASSES
+from gym_autoencoder.data_generation.sample_generator_heist import NONE, Quota, generate_balanced_dataset
+from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
 
 LABEL_DTYPES = {
     "level_seeds": np.int64, "visible": np.bool_, "pixel_counts": np.int32, "object_mask": np.uint8,
@@ -212,11 +212,11 @@ def test_bad_input_gets_one_line_and_a_nonzero_exit(main, arguments, message, tm
 
 
 def test_unknown_game_and_help_from_the_command_line(tmp_path):
-    script = [sys.executable, "-m", "data_generation.sample_generator_heist_basic"]
+    script = [sys.executable, "-m", "gym_autoencoder.data_generation.sample_generator_heist_basic"]
     bad = subprocess.run(script + ["--game", "tetris", "--num-samples", "10", "--output-dir", str(tmp_path)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown Procgen game 'tetris'")
     assert len(bad.stderr.strip().splitlines()) == 1
-    for module in ("data_generation.sample_generator_heist", "data_generation.sample_generator_heist_basic"):
+    for module in ("gym_autoencoder.data_generation.sample_generator_heist", "gym_autoencoder.data_generation.sample_generator_heist_basic"):
         shown = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
         assert shown.returncode == 0 and "--num-samples" in shown.stdout and "--distribution-mode" in shown.stdout

@@ -27,7 +27,7 @@ from gym_autoencoder.envs.procgen_core import procgen_rand_seed
 from gym_autoencoder.errors import DeviceError, UnknownModelError
 from gym_autoencoder.registration import ENV_ARCHITECTURES, GENERIC_ENV_ID
 from gym_autoencoder.procgen_import import import_procgen
-from model_stubs import build_model
+from gym_autoencoder.model_stubs import build_model
 from tests.helpers import training_encoding
 
 ENV_IDS = list(ENV_ARCHITECTURES)

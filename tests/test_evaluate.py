@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from gym_autoencoder import load_checkpoint, save_checkpoint
-from model_stubs import build_model
+from gym_autoencoder.model_stubs import build_model
 from tests.test_training_data import copy_frames, write_dataset
-from training.autoencoder_training import main as train_main
-from training.evaluate import evaluate_run, main
-from training.report import loss_scale, plot_loss_curve
+from gym_autoencoder.training.autoencoder_training import main as train_main
+from gym_autoencoder.training.evaluate import evaluate_run, main
+from gym_autoencoder.training.report import loss_scale, plot_loss_curve
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {"video_frames": 6, "timing_repeats": 2, "timing_warmup": 0, "vae_samples": 6, "latent_walk_steps": 4}

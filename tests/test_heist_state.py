@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_generation.heist_labels import label_capture
-from data_generation.heist_render import StateBatch, object_classes, object_masks
-from data_generation.heist_state import (
+from gym_autoencoder.data_generation.heist_labels import label_capture
+from gym_autoencoder.data_generation.heist_render import StateBatch, object_classes, object_masks
+from gym_autoencoder.data_generation.heist_state import (
     AGENT,
     GEM,
     WALL_CELL,
@@ -15,8 +15,8 @@ from data_generation.heist_state import (
     parse_heist_state,
     patch_entities,
 )
-from data_generation.labels import OBJECT_CLASSES
-from data_generation.procgen_rollout import Capture, Rollout
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 RANDOM_ACTIONS = 10
 GEM_CLASS = OBJECT_CLASSES.index("gem")

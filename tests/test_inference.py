@@ -28,7 +28,7 @@ from gym_autoencoder.inference import (
     winograd_transforms,
 )
 from gym_autoencoder.registration import ENV_ARCHITECTURES
-from model_stubs import MODEL_NAMES, BaseAutoencoder
+from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder
 from tests.helpers import fresh_model, heist_frames
 
 TOLERANCE = 1e-4

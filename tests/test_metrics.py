@@ -6,7 +6,7 @@ import torch
 from skimage import metrics as skimage_metrics
 
 from gym_autoencoder import frames_to_tensor
-from training import metrics
+from gym_autoencoder.training import metrics
 
 CLASSES = ("blue_key", "green_key", "red_key", "blue_lock", "green_lock", "red_lock", "gem")
 

@@ -5,9 +5,9 @@ import torch
 
 from gym_autoencoder import frames_to_tensor
 from gym_autoencoder.errors import UnknownModelError
-from model_stubs import MODEL_NAMES, build_model
+from gym_autoencoder.model_stubs import MODEL_NAMES, build_model
 from tests.helpers import fresh_model
-from training.metrics import psnr
+from gym_autoencoder.training.metrics import psnr
 
 ENCODING_SHAPES = {
     "Conv_Unpool": (32, 6, 6),

@@ -43,9 +43,8 @@ def test_wheel_holds_every_package_and_the_shipped_data(tmp_path):
     )
     (wheel,) = tmp_path.glob("gym_autoencoder-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("gym_autoencoder/__init__.py", "gym_autoencoder/checkpoints/__init__.py",
-                   "gym_autoencoder/envs/__init__.py", "model_stubs/__init__.py", "data_generation/__init__.py",
-                   "training/__init__.py"):
-        assert module in names
+    for package in ("", "checkpoints/", "envs/", "model_stubs/", "data_generation/", "training/"):
+        assert f"gym_autoencoder/{package}__init__.py" in names
+    assert {name.split("/")[0] for name in names if not name.startswith("gym_autoencoder-")} == {"gym_autoencoder"}
     shipped = {p.name for p in (ROOT / "checkpoints").glob("*.pt")}
     assert {n.rsplit("/", 1)[-1] for n in names if n.startswith("gym_autoencoder/checkpoints/")} >= shipped

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from model_stubs.perceptual import (
+from gym_autoencoder.model_stubs.perceptual import (
     WEIGHTS_ENV_VAR,
     PerceptualFeaturesError,
     load_perceptual_features,

@@ -7,8 +7,8 @@ import pytest
 from gym_autoencoder import load_model
 from tests.test_evaluate import FAST, untrained_run
 from tests.test_training_data import copy_frames, write_dataset
-from training.evaluate import evaluate_run
-from training.ship_checkpoints import ShipError, epochs_text, lineage_text, main, rates_text, ship
+from gym_autoencoder.training.evaluate import evaluate_run
+from gym_autoencoder.training.ship_checkpoints import ShipError, epochs_text, lineage_text, main, rates_text, ship
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -18,9 +18,9 @@ import yaml
 
 from gym_autoencoder import load_checkpoint, load_model
 from tests.test_training_data import write_dataset
-from training.autoencoder_training import build_parser, command_line_settings, main
-from training.config import default_config
-from training.loop import read_state
+from gym_autoencoder.training.autoencoder_training import build_parser, command_line_settings, main
+from gym_autoencoder.training.config import default_config
+from gym_autoencoder.training.loop import read_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process runs; scripts get --threads 1
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,7 +194,7 @@ def test_all_trains_the_six_models_in_turn_and_a_second_call_finds_them_done(
     (["--arch", "oops"], {}, "--arch takes KEY=VALUE"),
     (["--data-dir", "nowhere"], {}, r"training data not found: training_samples.npy, test_samples.npy "
                                     r"missing in .*nowhere; create the data set with `python -m "
-                                    r"data_generation.sample_generator_heist --output-dir .*nowhere "
+                                    r"gym_autoencoder.data_generation.sample_generator_heist --output-dir .*nowhere "
                                     r"--num-samples 50000 --test-fraction 0.1 --random-actions 10 "
                                     r"--distribution-mode memory --seed 0`, or add --generate-data"),
 ])

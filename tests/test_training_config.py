@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from model_stubs import MODEL_NAMES
-from training.autoencoder_training import build, parse_arch
-from training.config import (
+from gym_autoencoder.model_stubs import MODEL_NAMES
+from gym_autoencoder.training.autoencoder_training import build, parse_arch
+from gym_autoencoder.training.config import (
     ConfigError,
     apply_resume_overrides,
     default_config,

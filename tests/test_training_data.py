@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_generation.sample_generator_heist_basic import generate_basic_dataset
-from training.data import DataError, PixelWeights, class_balance, epoch_batches, open_dataset, pixel_weights
+from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
+from gym_autoencoder.training.data import DataError, PixelWeights, class_balance, epoch_batches, open_dataset, pixel_weights
 
 FRAME_FILES = ("training_samples.npy", "test_samples.npy")
 

@@ -8,12 +8,12 @@ from gym_autoencoder import frames_to_tensor, load_checkpoint
 from tests.helpers import fresh_model
 from tests.test_training import args, data_dir, fast_config, small_data_dir  # noqa: F401 (fixtures)
 from tests.test_training_data import copy_frames
-from training.autoencoder_training import main
-from training.data import DataError, open_dataset
-from training.loop import Objective, read_state
-from training.metrics import balanced_accuracy
-from training.ship_checkpoints import loss_text
-from training.visibility import VisibilityHead, head_accuracy, warm_start
+from gym_autoencoder.training.autoencoder_training import main
+from gym_autoencoder.training.data import DataError, open_dataset
+from gym_autoencoder.training.loop import Objective, read_state
+from gym_autoencoder.training.metrics import balanced_accuracy
+from gym_autoencoder.training.ship_checkpoints import loss_text
+from gym_autoencoder.training.visibility import VisibilityHead, head_accuracy, warm_start
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RECIPE = {"object_pixel_weight": 1.0, "object_class_balance": False, "loss_reduction": "mean"}

@@ -20,8 +20,8 @@ import yaml
 from gym_autoencoder.autoencoder import resolve_device, shipped_checkpoint_path
 from gym_autoencoder.checkpoint import read_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
-from model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
-from training.config import (
+from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
+from gym_autoencoder.training.config import (
     SECTIONS,
     ConfigError,
     apply_resume_overrides,
@@ -31,9 +31,9 @@ from training.config import (
     resolve_recipe,
     scalar_keys,
 )
-from training.data import data_present, generate_data, missing_data_error, open_dataset
-from training.evaluate import evaluate_run
-from training.loop import NonFiniteLossError, TrainingState, read_state, say, train
+from gym_autoencoder.training.data import data_present, generate_data, missing_data_error, open_dataset
+from gym_autoencoder.training.evaluate import evaluate_run
+from gym_autoencoder.training.loop import NonFiniteLossError, TrainingState, read_state, say, train
 
 DEFAULT_MODEL = "Conv_Unpool"
 ALIASES = {"learning_rate": ["--lr"], "early_stopping_patience": ["--patience"]}

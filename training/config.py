@@ -17,8 +17,8 @@ import torch
 import yaml
 
 from gym_autoencoder.errors import GymAutoencoderError
-from model_stubs import MODEL_NAMES
-from model_stubs.base import LOSS_REDUCTIONS
+from gym_autoencoder.model_stubs import MODEL_NAMES
+from gym_autoencoder.model_stubs.base import LOSS_REDUCTIONS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("training_hyperparameters.yaml")
 SECTIONS = ("generate", "evaluation")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.errors import FrameFormatError, GymAutoencoderError
 from gym_autoencoder.preprocessing import check_frames, frames_to_tensor
 
@@ -87,7 +87,7 @@ class Dataset:
 def generator_command(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> str:
     """The command line of the balanced generator that makes the data set ``--generate-data`` would."""
     return (
-        f"python -m data_generation.sample_generator_heist --output-dir {data_dir} "
+        f"python -m gym_autoencoder.data_generation.sample_generator_heist --output-dir {data_dir} "
         f"--num-samples {generate['num_samples']} --test-fraction {generate['test_fraction']} "
         f"--random-actions {generate['random_actions']} "
         f"--distribution-mode {generate['distribution_mode']} --seed {seed}"
@@ -138,7 +138,7 @@ def data_present(data_dir: str | os.PathLike) -> bool:
 
 def generate_data(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> None:
     """Write a balanced, labelled Heist data set into ``data_dir`` (settings: the ``generate`` section)."""
-    from data_generation.sample_generator_heist import generate_balanced_dataset
+    from gym_autoencoder.data_generation.sample_generator_heist import generate_balanced_dataset
 
     generate_balanced_dataset(
         output_dir=data_dir,

@@ -22,18 +22,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.atomic import atomic_path, atomic_write_text
 from gym_autoencoder.autoencoder import resolve_device
 from gym_autoencoder.checkpoint import load_checkpoint, save_checkpoint
 from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
 from gym_autoencoder.preprocessing import tensor_to_frames
-from model_stubs import BaseAutoencoder, Conv_Unpool
-from model_stubs.vae_base import WorldModelsVAE
-from training import metrics, report
-from training.config import default_config
-from training.data import DataError, Split, open_split
-from training.loop import TrainingState, read_state
+from gym_autoencoder.model_stubs import BaseAutoencoder, Conv_Unpool
+from gym_autoencoder.model_stubs.vae_base import WorldModelsVAE
+from gym_autoencoder.training import metrics, report
+from gym_autoencoder.training.config import default_config
+from gym_autoencoder.training.data import DataError, Split, open_split
+from gym_autoencoder.training.loop import TrainingState, read_state
 
 
 @dataclass

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from gym_autoencoder.atomic import atomic_write_bytes
 from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
-from model_stubs import BaseAutoencoder
-from training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
-from training.visibility import VisibilityHead, head_accuracy, visibility_labels, warm_start
+from gym_autoencoder.model_stubs import BaseAutoencoder
+from gym_autoencoder.training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
+from gym_autoencoder.training.visibility import VisibilityHead, head_accuracy, visibility_labels, warm_start
 
 STATE_FORMAT = "gym_autoencoder.training_state"
 STATE_VERSION = 1

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model_stubs.base import ERROR_FLOOR
+from gym_autoencoder.model_stubs.base import ERROR_FLOOR
 
 FIDELITY_THRESHOLD = 0.15
 FIDELITY_MIN_PIXELS = 8

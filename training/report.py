@@ -24,7 +24,7 @@ from torchinfo import summary
 
 from gym_autoencoder.atomic import atomic_path
 from gym_autoencoder.preprocessing import tensor_to_frames
-from model_stubs import BaseAutoencoder
+from gym_autoencoder.model_stubs import BaseAutoencoder
 
 GRID_COLUMNS = 8
 GRID_SCALE = 2

@@ -21,8 +21,8 @@ from gym_autoencoder.atomic import atomic_path, atomic_write_text
 from gym_autoencoder.checkpoint import load_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.registration import ENV_ARCHITECTURES
-from model_stubs import MODEL_NAMES
-from training.metrics import PROBE_FOLDS
+from gym_autoencoder.model_stubs import MODEL_NAMES
+from gym_autoencoder.training.metrics import PROBE_FOLDS
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 ENV_IDS = {architecture: env_id for env_id, architecture in ENV_ARCHITECTURES.items()}

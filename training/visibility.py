@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_generation.labels import OBJECT_CLASSES
-from model_stubs import BaseAutoencoder
-from training.data import Split, epoch_batches, required_label
-from training.metrics import balanced_accuracy
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.model_stubs import BaseAutoencoder
+from gym_autoencoder.training.data import Split, epoch_batches, required_label
+from gym_autoencoder.training.metrics import balanced_accuracy
 
 
 def visibility_labels(split: Split, weight: float) -> np.ndarray:

@@ -11,7 +11,7 @@ from gymnasium import spaces
 from gym_autoencoder.autoencoder import FrameAutoencoder, resolve_device, shipped_checkpoint_path
 from gym_autoencoder.checkpoint import load_checkpoint
 from gym_autoencoder.envs.errors import EnvOptionError
-from model_stubs import MODEL_NAMES, model_class
+from gym_autoencoder.model_stubs import MODEL_NAMES, model_class
 
 
 def checkpoint_path(architecture: str | None, checkpoint: str | os.PathLike | None) -> Path:
