@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.atomic import atomic_write_text
-from gym_autoencoder.autoencoder import shipped_checkpoint_path
+from gym_autoencoder.checkpoint import shipped_checkpoint_path
 from gym_autoencoder.checkpoint import load_checkpoint
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 from gym_autoencoder.training.data import Split, class_balance, open_dataset, pixel_weights

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from gym_autoencoder import save_checkpoint
-from gym_autoencoder.autoencoder import shipped_checkpoint_path
+from gym_autoencoder.checkpoint import shipped_checkpoint_path
 from gym_autoencoder.envs.procgen_core import NUM_ACTIONS, ProcgenOptions
 from gym_autoencoder.registration import ENV_ARCHITECTURES
 from gym_autoencoder.envs.vector_env import PROCGEN_THREADS

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from gym_autoencoder.checkpoint import load_checkpoint
-from gym_autoencoder.errors import CheckpointError, DeviceError
+from gym_autoencoder.checkpoint import load_checkpoint, resolve_checkpoint
+from gym_autoencoder.errors import DeviceError
 from gym_autoencoder.inference import build_frame_encoder
 from gym_autoencoder.preprocessing import frames_to_tensor, tensor_to_frames
-from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder
-
-SHIPPED_PACKAGE = "gym_autoencoder.checkpoints"
-
-
-def shipped_checkpoint_path(architecture: str) -> Path:
-    """The path of the checkpoint shipped for ``architecture`` inside the installed package."""
-    if architecture not in MODEL_NAMES:
-        raise CheckpointError(
-            f"no shipped model called {architecture!r}; choose one of {', '.join(MODEL_NAMES)} "
-            "or pass a checkpoint path"
-        )
-    path = Path(str(resources.files(SHIPPED_PACKAGE) / f"{architecture.lower()}.pt"))
-    if not path.is_file():
-        raise CheckpointError(
-            f"the shipped {architecture} checkpoint is missing from {path.parent}; "
-            "reinstall gym_autoencoder or pass a checkpoint path"
-        )
-    return path
-
+from gym_autoencoder.model_stubs import BaseAutoencoder
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` means CUDA when present, else CPU; a CUDA device that is absent is a clear error."""
@@ -85,7 +64,5 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     >>> model.encode(frames).shape  # doctest: +SKIP
     (N, 32, 6, 6)
     """
-    name = str(name_or_path)
-    path = shipped_checkpoint_path(name) if name in MODEL_NAMES else Path(name)
-    model, metadata = load_checkpoint(path)
+    model, metadata = load_checkpoint(resolve_checkpoint(name_or_path))
     return FrameAutoencoder(model, metadata, device)

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import yaml
 
-from gym_autoencoder.autoencoder import resolve_device, shipped_checkpoint_path
-from gym_autoencoder.checkpoint import read_checkpoint
+from gym_autoencoder.autoencoder import resolve_device
+from gym_autoencoder.checkpoint import read_checkpoint, resolve_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 from gym_autoencoder.training.config import (
@@ -143,7 +143,7 @@ def initialise_from(model: BaseAutoencoder, source: str) -> dict[str, Any]:
     reshipped checkpoint): where the weights came from, how many epochs and which recipe made them.
     """
     architecture = type(model).__name__
-    path = shipped_checkpoint_path(source) if source in MODEL_NAMES else Path(source)
+    path = resolve_checkpoint(source)
     payload = read_checkpoint(path, architecture)
     try:
         model.load_state_dict(payload["state_dict"])

@@ -8,7 +8,6 @@ as it would have without the interruption.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import sys
@@ -21,10 +20,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gym_autoencoder.atomic import atomic_write_bytes
 from gym_autoencoder.checkpoint import save_checkpoint
-from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
+from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.model_stubs import BaseAutoencoder
+from gym_autoencoder.payload import load_payload, save_payload
 from gym_autoencoder.training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
 from gym_autoencoder.training.visibility import VisibilityHead, head_accuracy, visibility_labels, warm_start
 
@@ -138,9 +137,7 @@ def save_state(
     state: TrainingState, recipe: dict[str, Any], head: VisibilityHead | None = None,
 ) -> None:
     """Write everything a resumed run needs to ``path``, atomically, as plain data."""
-    payload = {
-        "format": STATE_FORMAT,
-        "format_version": STATE_VERSION,
+    save_payload(path, STATE_FORMAT, STATE_VERSION, {
         "architecture": type(model).__name__,
         "recipe": recipe,
         "state": asdict(state),
@@ -149,29 +146,15 @@ def save_state(
         "optimiser": optimiser.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    })
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
     """The training state saved at ``path``, checked."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"training state {path} is unreadable ({type(err).__name__}); delete the run "
-            "directory's checkpoints/ folder to start over"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a training state written by autoencoder_training.py")
-    if payload.get("format_version") != STATE_VERSION:
-        raise CheckpointError(
-            f"training state {path} has version {payload.get('format_version')}, this code reads "
-            f"{STATE_VERSION}; start the run over"
-        )
-    return payload
+    return load_payload(
+        path, STATE_FORMAT, STATE_VERSION, kind="training state", writer="gym-autoencoder-train",
+        fix="delete the run directory's checkpoints/ folder to start over",
+    )
 
 
 def restore_state(

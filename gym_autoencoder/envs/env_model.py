@@ -8,28 +8,22 @@ from pathlib import Path
 import numpy as np
 from gymnasium import spaces
 
-from gym_autoencoder.autoencoder import FrameAutoencoder, resolve_device, shipped_checkpoint_path
-from gym_autoencoder.checkpoint import load_checkpoint
+from gym_autoencoder.autoencoder import FrameAutoencoder, resolve_device
+from gym_autoencoder.checkpoint import load_checkpoint, resolve_checkpoint, shipped_checkpoint_path
 from gym_autoencoder.envs.errors import EnvOptionError
-from gym_autoencoder.model_stubs import MODEL_NAMES, model_class
+from gym_autoencoder.model_stubs import MODEL_NAMES
 
 
 def checkpoint_path(architecture: str | None, checkpoint: str | os.PathLike | None) -> Path:
     """The file to load: ``checkpoint`` (a path or a shipped model's name), else ``architecture``'s shipped one."""
-    if checkpoint is None:
-        if architecture is None:
-            raise EnvOptionError(
-                "this environment needs checkpoint=PATH (a .pt file from save_checkpoint) "
-                f"or the name of a shipped model ({', '.join(MODEL_NAMES)})"
-            )
-        return shipped_checkpoint_path(architecture)
-    name = str(checkpoint)
-    if name in MODEL_NAMES:
-        return shipped_checkpoint_path(name)
-    path = Path(checkpoint)
-    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
-        model_class(name)  # a bare word that is no file: raise the unknown-model error
-    return path
+    if checkpoint is not None:
+        return resolve_checkpoint(checkpoint)
+    if architecture is None:
+        raise EnvOptionError(
+            "this environment needs checkpoint=PATH (a .pt file from save_checkpoint) "
+            f"or the name of a shipped model ({', '.join(MODEL_NAMES)})"
+        )
+    return shipped_checkpoint_path(architecture)
 
 
 def load_env_autoencoder(
