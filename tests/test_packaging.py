@@ -1,10 +1,14 @@
 """The package installs as a wheel with its data, and the code holds no unsafe loads or cwd paths."""
 
+import os
 import re
+import shlex
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("gym_autoencoder", "model_stubs", "data_generation", "training", "benchmarks", "checkpoints")
@@ -36,15 +40,79 @@ def test_no_paths_relative_to_the_working_directory():
     assert hits == []
 
 
-def test_wheel_holds_every_package_and_the_shipped_data(tmp_path):
+CONSOLE_SCRIPTS = ("gym-autoencoder-generate", "gym-autoencoder-train", "gym-autoencoder-evaluate",
+                   "gym-autoencoder-demo")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The package built as a wheel, as ``pip install .`` builds it."""
+    out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
         check=True,
     )
-    (wheel,) = tmp_path.glob("gym_autoencoder-*.whl")
+    (built,) = out.glob("gym_autoencoder-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A non-editable install of the wheel into its own directory (its dependencies come from this venv)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True)
+    return target
+
+
+def run_installed(installed: Path, command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``command`` run from ``cwd`` with the installed copy first on the import path."""
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_wheel_holds_every_package_and_the_shipped_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in ("", "checkpoints/", "envs/", "model_stubs/", "data_generation/", "training/"):
         assert f"gym_autoencoder/{package}__init__.py" in names
-    assert {name.split("/")[0] for name in names if not name.startswith("gym_autoencoder-")} == {"gym_autoencoder"}
     shipped = {p.name for p in (ROOT / "checkpoints").glob("*.pt")}
     assert {n.rsplit("/", 1)[-1] for n in names if n.startswith("gym_autoencoder/checkpoints/")} >= shipped
+
+
+@pytest.mark.slow
+def test_an_install_adds_one_import_name_and_four_commands(installed, tmp_path):
+    top_level = {p.name for p in installed.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin"}
+    assert top_level == {"gym_autoencoder"}
+    found = run_installed(installed, [sys.executable, "-c", "import gym_autoencoder.training; "
+                                      "print(gym_autoencoder.training.__file__)"], tmp_path)
+    assert found.returncode == 0 and found.stdout.startswith(str(installed))
+    for name in ("training", "model_stubs", "data_generation"):
+        assert run_installed(installed, [sys.executable, "-c", f"import {name}"], tmp_path).returncode != 0
+    for script in CONSOLE_SCRIPTS:
+        shown = run_installed(installed, [str(installed / "bin" / script), "--help"], tmp_path)
+        assert shown.returncode == 0 and shown.stdout.startswith("usage:"), (script, shown.stderr)
+
+
+def readme_commands() -> list[list[str]]:
+    """Every command of ours in the README's shell blocks (continued lines joined), split into words."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [shlex.split(line) for line in lines
+            if line.startswith(("gym-autoencoder-", "python -m gym_autoencoder"))]
+
+
+@pytest.mark.slow
+def test_the_readme_commands_work_from_any_directory(installed, tmp_path):
+    commands = readme_commands()
+    assert {words[0] for words in commands} >= set(CONSOLE_SCRIPTS)
+    for words in commands:
+        program = [str(installed / "bin" / words[0])] if words[0] in CONSOLE_SCRIPTS else [sys.executable, *words[1:3]]
+        subcommand = words[1:2] if words[0] == "gym-autoencoder-generate" else []
+        shown = run_installed(installed, [*program, *subcommand, "--help"], tmp_path)
+        assert shown.returncode == 0 and "usage:" in shown.stdout, (words, shown.stderr)
+    played = run_installed(installed, [str(installed / "bin" / "gym-autoencoder-demo"), "--env", "vae-paper-v0",
+                                       "--steps", "20", "--video", "demo.mp4"], tmp_path)
+    assert played.returncode == 0, played.stderr
+    assert (tmp_path / "demo.mp4").stat().st_size > 0
