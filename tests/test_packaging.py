@@ -1,5 +1,6 @@
 """The package installs as a wheel with its data, and the code holds no unsafe loads or cwd paths."""
 
+import ast
 import os
 import re
 import shlex
@@ -116,3 +117,46 @@ def test_the_readme_commands_work_from_any_directory(installed, tmp_path):
                                        "--steps", "20", "--video", "demo.mp4"], tmp_path)
     assert played.returncode == 0, played.stderr
     assert (tmp_path / "demo.mp4").stat().st_size > 0
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which part of the package imports which: a subpackage counts as one part, a module of the root as one."""
+    folders = {"gym_autoencoder": "gym_autoencoder", **{f: f"gym_autoencoder.{f}" for f in
+                                                      ("model_stubs", "data_generation", "training", "checkpoints")}}
+
+    def part(module: str) -> str:
+        names = module.split(".")
+        in_subpackage = len(names) > 1 and (names[1] in folders or (ROOT / "gym_autoencoder" / names[1]).is_dir())
+        return ".".join(names[:2]) if in_subpackage else module
+
+    graph: dict[str, set[str]] = {}
+    for folder, package in folders.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            module = ".".join([package, *path.relative_to(ROOT / folder).with_suffix("").parts]).removesuffix(".__init__")
+            for statement in ast.walk(ast.parse(path.read_text())):
+                if isinstance(statement, ast.ImportFrom) and statement.module:
+                    imported = [statement.module]
+                elif isinstance(statement, ast.Import):
+                    imported = [alias.name for alias in statement.names]
+                else:
+                    continue
+                for name in imported:
+                    if name.startswith("gym_autoencoder") and part(name) != part(module):
+                        graph.setdefault(part(module), set()).add(part(name))
+    return graph
+
+
+def test_no_part_of_the_package_imports_one_that_imports_it_back():
+    graph = import_graph()
+    assert graph["gym_autoencoder.training"] >= {"gym_autoencoder.model_stubs", "gym_autoencoder.checkpoint"}
+    assert in_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c"]
+    assert in_cycles(graph) == []
+
+
+def in_cycles(graph: dict[str, set[str]]) -> list[str]:
+    """The nodes of ``graph`` from which an import chain leads back to themselves."""
+
+    def reaches(start: str, goal: str, seen: frozenset[str]) -> bool:
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph.get(start, ()))
+
+    return sorted(node for node in graph if reaches(node, node, frozenset()))
