@@ -28,8 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -38,7 +37,7 @@ from torch import fx, nn
 from tqdm import tqdm
 
 from gym_autoencoder.atomic import atomic_write_text
-from gym_autoencoder.inference import SingleFrameSwitch, build_frame_encoder, eager_encode
+from gym_autoencoder.inference import SingleFrameSwitch, build_frame_encoder, eager_encode, torch_threads
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 
 MATMUL_SIZE = 1024
@@ -113,16 +112,6 @@ def flops_per_frame(model: BaseAutoencoder) -> float:
         for hook in hooks:
             hook.remove()
     return float(total)
-
-
-@contextmanager
-def threads(count: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def block_size(fn: Callable[[], object]) -> int:
@@ -241,7 +230,7 @@ def measure_layers(
 ) -> list[LayerRow]:
     """Each layer of the CPU inference path timed on its own, in alternating rounds with the matmul probe."""
     encoder = build_frame_encoder(model, "cpu")
-    with threads(n_threads), torch.inference_mode():
+    with torch_threads(n_threads), torch.inference_mode():
         interpreter = LayerInputs(encoder.module)
         interpreter.run(encoder.graph_input(frames))
         calls = interpreter.calls
@@ -335,7 +324,7 @@ def main() -> None:
         rows = []
         for name, device, batch, n_threads in tqdm(plan, desc="benchmark", unit="setting"):
             n_threads = n_threads or default_threads
-            with threads(n_threads):
+            with torch_threads(n_threads):
                 model = models[name, device]
                 rows.append(measure(name, model, frames[batch], torch.device(device), n_threads, args.rounds))
         print()

@@ -38,11 +38,12 @@ names the path taken and ``FrameEncoder.fallback_reason`` says why, if it fell b
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import operator
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -54,6 +55,17 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from gym_autoencoder.preprocessing import FRAME_SHAPE, check_frames, frames_to_tensor
 from gym_autoencoder.model_stubs import BaseAutoencoder
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 CPU_PATH = "fx-folded-cpu-kernels"
 CHANNELS_LAST_PATH = "fx-folded-channels-last"

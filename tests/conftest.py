@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from gym_autoencoder import save_checkpoint
+from gym_autoencoder.inference import torch_threads
 from gym_autoencoder.registration import ENV_ARCHITECTURES
 from tests.helpers import fresh_model, heist_frames
 
@@ -33,7 +33,5 @@ def env_checkpoints(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Batch-1 inference on a shared 2-core machine is fastest (by far, under load) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.bench_encoders import threads
 from gym_autoencoder import FrameAutoencoder, FrameFormatError, load_model
 from gym_autoencoder.inference import (
     CHANNELS_LAST_PATH,
@@ -24,6 +23,7 @@ from gym_autoencoder.inference import (
     WinogradConv2d,
     build_frame_encoder,
     eager_encode,
+    torch_threads,
     trace_encode,
     winograd_transforms,
 )
@@ -73,7 +73,7 @@ def test_fast_path_matches_the_eager_module_with_the_shipped_weights(name, frame
     model = load_model(name).model
     encoder = build_frame_encoder(model, "cpu")
     for count in (1, 2):  # some single-frame kernels depend on the thread count
-        with threads(count):
+        with torch_threads(count):
             for batch in (frames[:1], frames):
                 difference = np.abs(encoder(batch) - eager_encode(model, batch)).max()
                 assert difference <= TOLERANCE, f"batch of {len(batch)}, {count} threads"
@@ -84,7 +84,7 @@ def test_changing_the_thread_count_keeps_the_encodings(frames):
     encoder = build_frame_encoder(model, "cpu")
     expected = eager_encode(model, frames)
     for count in (1, 2, 1):
-        with threads(count):
+        with torch_threads(count):
             assert np.abs(encoder(frames) - expected).max() <= TOLERANCE
 
 
@@ -170,13 +170,13 @@ def test_winograd_convolution_matches_the_convolution(kernel, size, batch, activ
     with torch.inference_mode():
         expected = module(conv(x))
         for count in (1, 1, 2):  # Winograd, again with its buffers, then the matrix product it holds
-            with threads(count):
+            with torch_threads(count):
                 assert torch.allclose(winograd(x), expected, atol=1e-5), f"{count} threads"
 
 
 def test_winograd_convolution_refuses_an_odd_output_width():
     winograd = WinogradConv2d(nn.Conv2d(4, 4, 7), "relu", 0.0)
-    with threads(1), torch.inference_mode(), pytest.raises(ValueError, match="pairs"):
+    with torch_threads(1), torch.inference_mode(), pytest.raises(ValueError, match="pairs"):
         winograd(torch.rand(1, 4, 15, 15))
 
 

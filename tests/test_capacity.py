@@ -1,15 +1,18 @@
-"""The capacity benchmark's four references: the encoder's view, the linear (PCA) baseline, the memorisation fit and the train/test gap."""
+"""The capacity references (the encoder's view, the linear (PCA) baseline, the memorisation fit, the
+train/test gap) and the benchmark script that prints them."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks.bench_capacity import (
+from gym_autoencoder.training.capacity import (
     fidelity_ceiling,
     linear_reconstruction,
-    main,
     memorise,
     pixels_seen,
     score,
@@ -19,6 +22,13 @@ from gym_autoencoder.training.data import open_dataset
 from tests.test_training_data import write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_capacity.py"
+
+
+def main(args: list[str]) -> subprocess.CompletedProcess:
+    """The benchmark script run with ``args`` on one thread."""
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +56,24 @@ def test_memorising_a_few_frames_draws_them_better(data_dir):
     assert 0.0 <= fidelity <= 1.0 or np.isnan(fidelity)
 
 
-def test_a_run_reports_every_reference_per_model(data_dir, tmp_path, capsys):
+def test_a_run_reports_every_reference_per_model(data_dir, tmp_path):
     out = tmp_path / "capacity.json"
-    assert main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--frames", "4", "--steps", "2",
-                 "--linear-frames", "16", "--test-frames", "6", "--json", str(out)]) == 0
+    ran = main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--frames", "4", "--steps", "2",
+                "--linear-frames", "16", "--test-frames", "6", "--json", str(out)])
+    assert ran.returncode == 0, ran.stderr
     rows = json.loads(out.read_text())
     assert [(r["reference"], r["model"], r["floats"]) for r in rows] == [
         ("view", "Conv_Maxpool", 32), ("linear", "Conv_Maxpool", 32), ("train", "Conv_Maxpool", 32),
         ("test", "Conv_Maxpool", 32), ("memorise", "Conv_Maxpool", 32)]
     assert rows[0]["psnr_db"] is None and rows[0]["fidelity"] == 1.0
     assert [r["frames"] for r in rows[1:]] == [6, 6, 6, 4]
-    assert "memorise  Conv_Maxpool" in capsys.readouterr().out
+    assert "memorise  Conv_Maxpool" in ran.stdout
 
 
 def test_the_gap_scores_the_shipped_model_on_training_and_test_frames(data_dir, tmp_path):
     out = tmp_path / "capacity.json"
     assert main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--test-frames", "6",
-                 "--skip-view", "--skip-linear", "--skip-memorise", "--json", str(out)]) == 0
+                 "--skip-view", "--skip-linear", "--skip-memorise", "--json", str(out)]).returncode == 0
     train, test = json.loads(out.read_text())
     data, shipped = open_dataset(data_dir), starting_model("Conv_Maxpool", fresh=False)
     rows = np.arange(6)
@@ -70,7 +81,7 @@ def test_the_gap_scores_the_shipped_model_on_training_and_test_frames(data_dir, 
         (score(shipped.reconstruct, data.train, rows)[0], score(shipped.reconstruct, data.test, rows)[0]))
     assert train["psnr_db"] != test["psnr_db"]
     assert main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--fresh", "--skip-view",
-                 "--skip-linear", "--skip-memorise", "--json", str(out)]) == 0
+                 "--skip-linear", "--skip-memorise", "--json", str(out)]).returncode == 0
     assert json.loads(out.read_text()) == []
 
 
