@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from gym_autoencoder.model_stubs import MODEL_NAMES
 from tests.helpers import fresh_model
 
+pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_encoders.py"
 
 

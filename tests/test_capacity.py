@@ -45,6 +45,7 @@ def test_the_linear_baseline_is_exact_with_every_component_and_worse_with_fewer(
     assert two < full - 10.0
 
 
+@pytest.mark.slow
 def test_memorising_a_few_frames_draws_them_better(data_dir):
     train = open_dataset(data_dir).train
     rows = np.arange(8)
@@ -56,6 +57,7 @@ def test_memorising_a_few_frames_draws_them_better(data_dir):
     assert 0.0 <= fidelity <= 1.0 or np.isnan(fidelity)
 
 
+@pytest.mark.slow
 def test_a_run_reports_every_reference_per_model(data_dir, tmp_path):
     out = tmp_path / "capacity.json"
     ran = main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--frames", "4", "--steps", "2",
@@ -70,6 +72,7 @@ def test_a_run_reports_every_reference_per_model(data_dir, tmp_path):
     assert "memorise  Conv_Maxpool" in ran.stdout
 
 
+@pytest.mark.slow
 def test_the_gap_scores_the_shipped_model_on_training_and_test_frames(data_dir, tmp_path):
     out = tmp_path / "capacity.json"
     assert main(["--data-dir", str(data_dir), "--models", "Conv_Maxpool", "--test-frames", "6",

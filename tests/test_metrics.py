@@ -102,6 +102,7 @@ def test_the_probe_reads_an_encoded_label_and_not_noise():
     assert summary["mean"] == pytest.approx(np.nanmean(accuracy))
 
 
+@pytest.mark.slow
 def test_the_probe_penalty_is_chosen_by_cross_validation_for_wide_features(monkeypatch):
     rng = np.random.default_rng(0)
     targets = rng.random((600, 2)) < 0.4
