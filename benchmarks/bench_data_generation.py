@@ -21,7 +21,8 @@ import numpy as np
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.data_generation.sample_generator_heist import TARGETS, format_shares, generate_balanced_dataset
 from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
-from gym_autoencoder.procgen_import import import_procgen
+from gym_autoencoder.procgen_batch import ProcgenBatch
+from gym_autoencoder.procgen_games import FORCE_NEW_EPISODE, NUM_ACTIONS, ProcgenOptions
 
 REFERENCE_FPS = {"basic": 23.8, "balanced": 2.2}  # the reference design, measured on this machine
 TARGET_FPS = {"basic": 1000, "balanced": 500}
@@ -29,12 +30,9 @@ TARGET_FPS = {"basic": 1000, "balanced": 500}
 
 def raw_rates(num_envs: int, steps: int) -> tuple[float, float]:
     """Heist (memory mode) steps/s under random actions, and fresh levels (forced resets) per second."""
-    env = import_procgen().ProcgenGym3Env(
-        num=num_envs, env_name="heist", distribution_mode="memory", num_levels=0, start_level=0,
-        rand_seed=0, use_backgrounds=False,
-    )
-    actions = np.random.default_rng(0).integers(0, 15, (steps, num_envs), dtype=np.int32)
-    resets = np.full(num_envs, -1, np.int32)
+    env = ProcgenBatch(ProcgenOptions("heist", "memory"), num_envs, rand_seed=0).env
+    actions = np.random.default_rng(0).integers(0, NUM_ACTIONS, (steps, num_envs), dtype=np.int32)
+    resets = np.full(num_envs, FORCE_NEW_EPISODE, np.int32)
     rates = []
     for batch in (actions, [resets] * (steps // 8)):
         env.act(batch[0])

@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from gym_autoencoder import save_checkpoint
 from gym_autoencoder.checkpoint import shipped_checkpoint_path
-from gym_autoencoder.envs.procgen_core import NUM_ACTIONS, ProcgenOptions
-from gym_autoencoder.registration import ENV_ARCHITECTURES
-from gym_autoencoder.envs.vector_env import PROCGEN_THREADS
 from gym_autoencoder.errors import CheckpointError
 from gym_autoencoder.model_stubs import build_model
+from gym_autoencoder.procgen_batch import PROCGEN_THREADS, ProcgenBatch
+from gym_autoencoder.procgen_games import NUM_ACTIONS, ProcgenOptions
+from gym_autoencoder.registration import ENV_ARCHITECTURES
 
 BATCHES = (1, 8, 64)
 ACTION_POOL = 4096
@@ -70,7 +70,7 @@ def raw_procgen_rates(seconds: float, actions: np.ndarray) -> tuple[dict[int, fl
     """Frames per second of raw Procgen (1 game, and 64 games), set up as the environments set it up."""
     options, rates = ProcgenOptions(), {}
     for num, threads in ((1, 0), (64, PROCGEN_THREADS)):
-        env = options.make(num, rand_seed=0, num_threads=threads)
+        env = ProcgenBatch(options, num, rand_seed=0, num_threads=threads).env
         next_actions = cycling(actions[: ACTION_POOL // num * num].reshape(-1, num).astype(np.int32))
 
         def step() -> None:

@@ -14,30 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gym_autoencoder import procgen_games
 from gym_autoencoder.errors import GymAutoencoderError
-
-# Distribution modes each game implements (procgen README); others silently behave like "hard"
-# or abort the process, so they are refused up front. "exploration" has a single level, which
-# a level-disjoint train/test split cannot use.
-GAME_MODES = {
-    "bigfish": ("easy", "hard"),
-    "bossfight": ("easy", "hard"),
-    "caveflyer": ("easy", "hard", "memory"),
-    "chaser": ("easy", "hard", "extreme"),
-    "climber": ("easy", "hard"),
-    "coinrun": ("easy", "hard"),
-    "dodgeball": ("easy", "hard", "extreme", "memory"),
-    "fruitbot": ("easy", "hard"),
-    "heist": ("easy", "hard", "memory"),
-    "jumper": ("easy", "hard", "memory"),
-    "leaper": ("easy", "hard", "extreme"),
-    "maze": ("easy", "hard", "memory"),
-    "miner": ("easy", "hard", "memory"),
-    "ninja": ("easy", "hard"),
-    "plunder": ("easy", "hard"),
-    "starpilot": ("easy", "hard", "extreme"),
-}
-MAX_SEED = 2**31 - 1  # procgen takes an int32 seed
+from gym_autoencoder.procgen_games import MAX_SEED
 
 
 class GenerationError(GymAutoencoderError, ValueError):
@@ -49,12 +28,15 @@ def _is_int(value: object) -> bool:
 
 
 def check_game_mode(game: str, distribution_mode: str) -> None:
-    """Raise GenerationError unless ``game`` exists and implements ``distribution_mode``."""
-    if game not in GAME_MODES:
-        raise GenerationError(f"unknown Procgen game {game!r}; choose one of {', '.join(GAME_MODES)}")
-    if distribution_mode not in GAME_MODES[game]:
+    """Raise GenerationError unless ``game`` implements ``distribution_mode`` with many levels.
+
+    "exploration" plays a single level, which a split of training and test frames by level cannot use.
+    """
+    procgen_games.check_game_mode(game, distribution_mode, GenerationError)
+    if distribution_mode == "exploration":
         raise GenerationError(
-            f"{game} has no {distribution_mode!r} distribution mode; choose one of {', '.join(GAME_MODES[game])}"
+            "exploration mode plays a single level, which the split into training and test levels cannot "
+            "use; choose distribution mode easy, hard or memory"
         )
 
 

@@ -13,9 +13,10 @@ from gym_autoencoder.data_generation.heist_render import (
     occluder_boxes,
     pixel_counts,
 )
-from gym_autoencoder.data_generation.heist_state import WALL_CELL, parse_heist_state, patch_entities
 from gym_autoencoder.data_generation.labels import VISIBLE_FRACTION, WALLS_RADIUS
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
+from gym_autoencoder.procgen_batch import ProcgenBatch
+from gym_autoencoder.procgen_state import WALL_CELL, parse_heist_state, patch_entities
 
 
 def walls_around(batch: StateBatch) -> np.ndarray:
@@ -32,7 +33,7 @@ def walls_around(batch: StateBatch) -> np.ndarray:
 
 
 def settle_occlusion(
-    rollout: Rollout, capture: Capture, states: list[bytes], batch: StateBatch, mask: np.ndarray
+    games: ProcgenBatch, capture: Capture, states: list[bytes], batch: StateBatch, mask: np.ndarray
 ) -> None:
     """Clear the object pixels that the agent or a held-key icon hides.
 
@@ -45,19 +46,19 @@ def settle_occlusion(
     for j in np.unique(frames[touching]):
         env, state, buf = capture.envs[j], batch.states[j], states[capture.envs[j]]
         is_object = object_classes(state.entities["type"], state.entities["image_theme"]) >= 0
-        without = rollout.render_state(env, patch_entities(buf, state, is_object, x=-1000.0))
-        rollout.render_state(env, buf)
+        without = games.render_state(env, patch_entities(buf, state, is_object, x=-1000.0))
+        games.render_state(env, buf)
         unchanged = (capture.frames[j] == without).all(axis=-1)
         mask[j][box_region(boxes[frames == j]) & unchanged] = 0
 
 
 def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
     """Labels of every frame in ``capture`` (a round of a Heist rollout), one row per frame."""
-    states = rollout.states()
+    states = rollout.games.states()
     parsed = [parse_heist_state(states[i]) for i in capture.envs]
     batch = StateBatch.of(parsed)
     mask, full_counts, object_xy = object_masks(batch)
-    settle_occlusion(rollout, capture, states, batch, mask)
+    settle_occlusion(rollout.games, capture, states, batch, mask)
     counts = pixel_counts(mask)
     labels = {
         "level_seeds": np.array([s.level_seed for s in parsed], np.int64),

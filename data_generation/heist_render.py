@@ -20,9 +20,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from gym_autoencoder.data_generation.heist_state import ENTITY_DTYPE, GEM, HELD_KEY_ICON, KEY, LOCK, HeistState
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
-from gym_autoencoder.procgen_import import import_procgen
+from gym_autoencoder.procgen_games import import_procgen
+from gym_autoencoder.procgen_state import ENTITY_DTYPE, GEM, HELD_KEY_ICON, KEY, LOCK, HeistState
 
 FRAME_SIZE = 64
 NUM_CLASSES = len(OBJECT_CLASSES)

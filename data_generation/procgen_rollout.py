@@ -15,11 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gym_autoencoder.data_generation.arguments import check_game_mode
-from gym_autoencoder.procgen_import import import_procgen
-
-NUM_ACTIONS = 15  # procgen's full action space
-STAND_STILL = 4  # the empty key combination
-FORCE_RESET = -1  # procgen's Game::step ends the episode and loads a new level
+from gym_autoencoder.procgen_batch import ProcgenBatch
+from gym_autoencoder.procgen_games import FORCE_NEW_EPISODE, NUM_ACTIONS, STAND_STILL, ProcgenOptions
 
 
 @dataclass
@@ -36,7 +33,8 @@ class Rollout:
     """``num_envs`` environments of ``game``, each on its own procgen-chosen level.
 
     Levels come from procgen's level generator seeded with ``seed`` (num_levels=0, so any of
-    2^31 levels), which makes every run with the same arguments identical.
+    2^31 levels), which makes every run with the same arguments identical. ``games`` gives the
+    environments' states and draws frames of other states.
     """
 
     def __init__(
@@ -49,11 +47,7 @@ class Rollout:
         use_backgrounds: bool = False,
     ) -> None:
         check_game_mode(game, distribution_mode)
-        procgen = import_procgen()
-        self.env = procgen.ProcgenGym3Env(
-            num=num_envs, env_name=game, distribution_mode=distribution_mode,
-            num_levels=0, start_level=0, rand_seed=seed, use_backgrounds=use_backgrounds,
-        )
+        self.games = ProcgenBatch(ProcgenOptions(game, distribution_mode, use_backgrounds), num_envs, seed)
         self.num_envs = num_envs
         self.random_actions = random_actions
         self.rng = np.random.default_rng(seed)
@@ -69,14 +63,13 @@ class Rollout:
         An environment whose level ended by itself during the round (its level seed changed)
         is left out: its frame would not follow the round's random actions.
         """
-        first_action = np.where(self.keep, STAND_STILL, FORCE_RESET).astype(np.int32)
         actions = self.rng.integers(0, NUM_ACTIONS, (self.random_actions, self.num_envs), dtype=np.int32)
-        self.env.act(first_action)
-        start = self._level_seeds()
+        self.games.act(np.where(self.keep, STAND_STILL, FORCE_NEW_EPISODE))
+        start = self.games.level_seeds()
         for step_actions in actions:
-            self.env.act(step_actions)
-        _, observation, _ = self.env.observe()
-        end = self._level_seeds()
+            self.games.act(step_actions)
+        observation = self.games.observe()
+        end = observation.level_seeds
         interrupted = (start != end) | (self.keep & (start != self.level_seeds))
         self.level_seeds = end
         self.frames_on_level[~self.keep | interrupted] = 0
@@ -86,19 +79,7 @@ class Rollout:
         envs = np.flatnonzero(~interrupted)
         return Capture(
             envs=envs,
-            frames=observation["rgb"][envs],
+            frames=observation.frames[envs],
             level_seeds=end[envs],
             frames_on_level=self.frames_on_level[envs].copy(),
         )
-
-    def _level_seeds(self) -> np.ndarray:
-        return np.array([info["level_seed"] for info in self.env.get_info()], np.int64)
-
-    def states(self) -> list[bytes]:
-        """The emulator state of every environment (procgen's get_state)."""
-        return self.env.callmethod("get_state")
-
-    def render_state(self, env_index: int, state: bytes) -> np.ndarray:
-        """The frame that ``state`` shows, drawn by environment ``env_index`` (whose state is then ``state``)."""
-        self.env.call_c_func("set_state", env_index, state, len(state))
-        return self.env.observe()[1]["rgb"][env_index]

@@ -8,21 +8,18 @@ import numpy as np
 import torch
 
 from gym_autoencoder import frames_to_tensor, load_checkpoint
-from gym_autoencoder.procgen_import import import_procgen
 from gym_autoencoder.model_stubs import BaseAutoencoder, build_model
+from gym_autoencoder.procgen_batch import ProcgenBatch
+from gym_autoencoder.procgen_games import NUM_ACTIONS, ProcgenOptions
 
 
 def heist_frames(count: int, seed: int = 0, steps: int = 10) -> np.ndarray:
     """``count`` uint8 (64, 64, 3) Heist frames (memory mode), each after ``steps`` random actions."""
-    procgen = import_procgen()
-    env = procgen.ProcgenGym3Env(
-        num=count, env_name="heist", distribution_mode="memory", start_level=seed,
-        num_levels=0, rand_seed=seed, use_backgrounds=False,
-    )
+    games = ProcgenBatch(ProcgenOptions("heist", "memory", start_level=seed), count, rand_seed=seed)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        env.act(rng.integers(0, 15, count).astype(np.int32))
-    return env.observe()[1]["rgb"].copy()
+        games.act(rng.integers(0, NUM_ACTIONS, count))
+    return games.observe().frames.copy()
 
 
 def fresh_model(name: str, seed: int = 0) -> BaseAutoencoder:

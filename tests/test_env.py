@@ -23,10 +23,10 @@ from gym_autoencoder.envs import (
     EnvUsageError,
     InvalidActionError,
 )
-from gym_autoencoder.envs.procgen_core import procgen_rand_seed
+from gym_autoencoder.envs.encoded_procgen import procgen_rand_seed
 from gym_autoencoder.errors import DeviceError, UnknownModelError
 from gym_autoencoder.registration import ENV_ARCHITECTURES, GENERIC_ENV_ID
-from gym_autoencoder.procgen_import import import_procgen
+from gym_autoencoder.procgen_games import import_procgen
 from gym_autoencoder.model_stubs import build_model
 from tests.helpers import training_encoding
 
@@ -250,7 +250,7 @@ def test_step_before_reset_is_a_clear_error(env_checkpoints):
     "options, message",
     [
         ({"game": "tetris"}, "unknown Procgen game"),
-        ({"game": "coinrun", "distribution_mode": "memory"}, "coinrun has no 'memory' mode"),
+        ({"game": "coinrun", "distribution_mode": "memory"}, "coinrun has no 'memory' distribution mode"),
         ({"distribution_mode": "medium"}, "unknown distribution_mode"),
         ({"num_levels": -1}, "must be >= 0"),
     ],

@@ -7,16 +7,16 @@ import pytest
 
 from gym_autoencoder.data_generation.heist_labels import label_capture
 from gym_autoencoder.data_generation.heist_render import StateBatch, object_classes, object_masks
-from gym_autoencoder.data_generation.heist_state import (
+from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
+from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
+from gym_autoencoder.procgen_state import (
     AGENT,
     GEM,
     WALL_CELL,
-    HeistStateError,
+    ProcgenStateError,
     parse_heist_state,
     patch_entities,
 )
-from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
-from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 RANDOM_ACTIONS = 10
 GEM_CLASS = OBJECT_CLASSES.index("gem")
@@ -32,17 +32,17 @@ def memory_round() -> tuple[Rollout, Capture, dict]:
 
 def frame_without_objects(rollout: Rollout, env: int) -> np.ndarray:
     """The frame of environment ``env`` drawn again with every key, lock and gem moved away."""
-    buf = rollout.states()[env]
+    buf = rollout.games.states()[env]
     state = parse_heist_state(buf)
     is_object = object_classes(state.entities["type"], state.entities["image_theme"]) >= 0
-    frame = rollout.render_state(env, patch_entities(buf, state, is_object, x=-1000.0)).copy()
-    rollout.render_state(env, buf)
+    frame = rollout.games.render_state(env, patch_entities(buf, state, is_object, x=-1000.0)).copy()
+    rollout.games.render_state(env, buf)
     return frame
 
 
 def test_parsed_state_matches_what_procgen_reports(memory_round):
     rollout, capture, labels = memory_round
-    states = [parse_heist_state(buf) for buf in rollout.states()]
+    states = [parse_heist_state(buf) for buf in rollout.games.states()]
     assert [states[i].level_seed for i in capture.envs] == capture.level_seeds.tolist()
     for state in states:
         assert state.distribution_mode == 10 and state.center_agent and state.world_dim == 23
@@ -55,12 +55,12 @@ def test_parsed_state_matches_what_procgen_reports(memory_round):
 
 def test_broken_or_foreign_states_get_one_clear_error(memory_round):
     rollout, _, _ = memory_round
-    buf = rollout.states()[0]
+    buf = rollout.games.states()[0]
     for bad in (buf[:-4] + b"\0\0\0\0", buf[: len(buf) // 2], b""):
-        with pytest.raises(HeistStateError, match="procgen-mirror==0.10.7"):
+        with pytest.raises(ProcgenStateError, match="procgen-mirror==0.10.7"):
             parse_heist_state(bad)
-    coinrun = Rollout("coinrun", 1, 0, 0, "easy").states()[0]
-    with pytest.raises(HeistStateError, match="not heist"):
+    coinrun = Rollout("coinrun", 1, 0, 0, "easy").games.states()[0]
+    with pytest.raises(ProcgenStateError, match="not heist"):
         parse_heist_state(coinrun)
 
 
@@ -80,18 +80,18 @@ def test_object_mask_is_exactly_what_the_objects_change_on_screen(mode):
 def test_pixels_hidden_by_the_agent_are_not_object_pixels(memory_round):
     rollout, capture, _ = memory_round
     env = capture.envs[0]
-    buf = rollout.states()[env]
+    buf = rollout.games.states()[env]
     state = parse_heist_state(buf)
     # move the gem half under the agent, which is drawn after it
     gem = state.entities["type"] == GEM
     moved = patch_entities(buf, state, gem, x=state.agent["x"] + 0.3, y=state.agent["y"])
-    frame = rollout.render_state(env, moved).copy()
+    frame = rollout.games.render_state(env, moved).copy()
     staged = Capture(envs=np.array([env]), frames=frame[None], level_seeds=capture.level_seeds[:1],
                      frames_on_level=np.ones(1, np.int64))
     mask = label_capture(rollout, staged)["object_mask"][0]
     changed = (frame != frame_without_objects(rollout, env)).any(axis=-1)
     uncovered, _, _ = object_masks(StateBatch.of([parse_heist_state(moved)]))
-    rollout.render_state(env, buf)
+    rollout.games.render_state(env, buf)
     assert np.array_equal(mask > 0, changed)
     assert 0 < (mask == GEM_CLASS + 1).sum() < (uncovered[0] == GEM_CLASS + 1).sum()
 
@@ -99,7 +99,7 @@ def test_pixels_hidden_by_the_agent_are_not_object_pixels(memory_round):
 def test_walls_are_the_maze_cells_around_the_agent(memory_round):
     rollout, capture, labels = memory_round
     for j, env in enumerate(capture.envs):
-        state = parse_heist_state(rollout.states()[env])
+        state = parse_heist_state(rollout.games.states()[env])
         ax, ay = int(np.floor(state.agent["x"])), int(np.floor(state.agent["y"]))
         for row in range(9):
             for col in range(9):

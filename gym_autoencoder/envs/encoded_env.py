@@ -16,10 +16,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from gym_autoencoder.envs.encoded_procgen import EncodedProcgen
 from gym_autoencoder.envs.env_model import encoding_space, load_env_autoencoder
 from gym_autoencoder.envs.errors import EnvUsageError, InvalidActionError
-from gym_autoencoder.envs.procgen_core import NUM_ACTIONS, EncodedProcgen, ProcgenOptions
 from gym_autoencoder.envs.rendering import RENDER_FPS, HumanWindow, check_render_mode, side_by_side
+from gym_autoencoder.procgen_games import NUM_ACTIONS, ProcgenOptions
 
 
 class EncodedProcgenEnv(gym.Env[np.ndarray, np.int64]):

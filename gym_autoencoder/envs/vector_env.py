@@ -18,17 +18,12 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from gym_autoencoder.envs.encoded_procgen import EncodedProcgen, StepBatch
 from gym_autoencoder.envs.env_model import encoding_space, load_env_autoencoder
 from gym_autoencoder.envs.errors import EnvOptionError, EnvUsageError, InvalidActionError
-from gym_autoencoder.envs.procgen_core import (
-    NUM_ACTIONS,
-    EncodedProcgen,
-    ProcgenOptions,
-    StepBatch,
-)
 from gym_autoencoder.envs.rendering import RENDER_FPS, check_render_mode, side_by_side
-
-PROCGEN_THREADS = 4  # Procgen's own default for stepping its games in parallel
+from gym_autoencoder.procgen_batch import PROCGEN_THREADS
+from gym_autoencoder.procgen_games import NUM_ACTIONS, ProcgenOptions
 
 
 class EncodedProcgenVectorEnv(VectorEnv):

@@ -1,16 +1,17 @@
-"""Parse the emulator state of a Procgen Heist game into numpy arrays.
+"""Read Procgen's emulator states: the header every game's state begins with, and all of Heist's.
 
-``ProcgenGym3Env.callmethod("get_state")`` returns one byte string per environment, written by
-procgen 0.10's ``serialize`` methods (src/game.cpp, src/basic-abstract-game.cpp, src/entity.cpp,
-src/games/heist.cpp): packed little-endian int32/float32, strings as length + bytes, and the
-end marker 0xCAFECAFE. Reading it gives exact ground truth (entity positions, colours, held
-keys, the maze) instead of guesses from pixels.
+``ProcgenGym3Env.get_state()`` returns one byte string per game, written by procgen 0.10's
+``serialize`` methods: packed little-endian int32/float32, strings as length + bytes, and the end
+marker 0xCAFECAFE. Reading it gives exact ground truth (the time limit, entity positions, colours,
+held keys, the maze) instead of guesses from pixels. docs/procgen_state.md describes the layout.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -45,19 +46,30 @@ _STEP_BLOCK = struct.Struct("<f9if4i")  # reward ... is_waiting_for_step
 _BASIC_MIDDLE_SIZE = 19 * 4  # 2 ints, 3 floats, 3 ints, 8 floats, 3 ints
 _VIEW = struct.Struct("<3i6f")  # main_width, main_height, out_of_bounds_object, unit ... min_visibility
 
+Parsed = TypeVar("Parsed")
 
-class HeistStateError(GymAutoencoderError, ValueError):
-    """A state byte string does not have the layout of a procgen 0.10 Heist game."""
+
+class ProcgenStateError(GymAutoencoderError, ValueError):
+    """A state byte string does not have the layout procgen 0.10 writes (for the game expected)."""
 
 
 @dataclass(frozen=True)
-class HeistState:
+class StateHeader:
+    """The part every Procgen game's state begins with (class Game in procgen's src/game.cpp)."""
+
+    game: str
+    distribution_mode: int  # 0 easy, 1 hard, 2 extreme, 10 memory (exploration is hard on one level)
+    center_agent: bool
+    level_seed: int
+    time_limit: int  # steps after which the episode ends (Game::timeout)
+    cur_time: int  # steps taken on this level
+    header_end: int  # byte offset where the game's own section starts
+
+
+@dataclass(frozen=True)
+class HeistState(StateHeader):
     """The parts of one Heist emulator state that decide what a frame shows."""
 
-    level_seed: int
-    distribution_mode: int
-    center_agent: bool
-    cur_time: int
     entities: np.ndarray  # structured ENTITY_DTYPE, in draw order
     entity_offset: int  # byte offset of the first entity record in the state
     agent_index: int  # the agent's row in ``entities``
@@ -72,6 +84,26 @@ class HeistState:
         return self.entities[self.agent_index]
 
 
+def read_state_header(buf: bytes) -> StateHeader:
+    """The header of one ``get_state`` byte string of any game; ProcgenStateError names the fix."""
+    return _parsing("Procgen", _header, buf)
+
+
+def parse_heist_state(buf: bytes) -> HeistState:
+    """Parse one ``get_state`` byte string of a Heist game; ProcgenStateError names the fix."""
+    return _parsing("Heist", _heist, buf)
+
+
+def _parsing(what: str, parse: Callable[[bytes], Parsed], buf: bytes) -> Parsed:
+    try:
+        return parse(buf)
+    except (struct.error, ValueError, IndexError) as err:
+        raise ProcgenStateError(
+            f"cannot parse a {what} state ({err}); install procgen-mirror==0.10.7, "
+            "the version whose state layout this parser reads"
+        ) from None
+
+
 def _string_end(buf: bytes, offset: int) -> int:
     (length,) = _INT.unpack_from(buf, offset)
     return offset + 4 + length
@@ -81,33 +113,33 @@ def _skip_random_generator(buf: bytes, offset: int) -> int:
     return _string_end(buf, offset + 4)  # int is_seeded, then the generator state as text
 
 
-def parse_heist_state(buf: bytes) -> HeistState:
-    """Parse one ``get_state`` byte string of a Heist environment.
-
-    Raises HeistStateError (naming the fix) if the layout is not procgen 0.10's.
-    """
-    try:
-        return _parse(buf)
-    except (struct.error, ValueError, IndexError) as err:
-        raise HeistStateError(
-            f"cannot parse a Heist state ({err}); install procgen-mirror==0.10.7, "
-            "the version whose state layout this parser reads"
-        ) from None
-
-
-def _parse(buf: bytes) -> HeistState:
+def _header(buf: bytes) -> StateHeader:
     if len(buf) < 8 or _INT.unpack_from(buf, len(buf) - 4)[0] & 0xFFFFFFFF != END_MARKER:
         raise ValueError("no 0xCAFECAFE end marker")
-    offset = 4  # serialize version
-    name_end = _string_end(buf, offset)
-    name = buf[offset + 4 : name_end]
-    if name != b"heist":
-        raise ValueError(f"state of game {name.decode(errors='replace')!r}, not heist")
+    (version,) = _INT.unpack_from(buf, 0)
+    if version != 0:
+        raise ValueError(f"serialize version {version}, not 0")
+    name_end = _string_end(buf, 4)
     options = _HEADER_OPTIONS.unpack_from(buf, name_end)
     offset = _skip_random_generator(buf, name_end + _HEADER_OPTIONS.size)
     offset = _skip_random_generator(buf, offset)
     step = _STEP_BLOCK.unpack_from(buf, offset)
-    offset += _STEP_BLOCK.size + 4  # + grid_size
+    return StateHeader(
+        game=buf[8:name_end].decode(errors="replace"),
+        distribution_mode=options[7],
+        center_agent=bool(options[5]),
+        level_seed=step[5],
+        time_limit=step[4],
+        cur_time=step[13],
+        header_end=offset + _STEP_BLOCK.size,
+    )
+
+
+def _heist(buf: bytes) -> HeistState:
+    header = _header(buf)
+    if header.game != "heist":
+        raise ValueError(f"state of game {header.game!r}, not heist")
+    offset = header.header_end + 4  # grid_size
     (count,) = _INT.unpack_from(buf, offset)
     entity_offset = offset + 4
     entities = np.frombuffer(buf, ENTITY_DTYPE, count, entity_offset)
@@ -129,10 +161,7 @@ def _parse(buf: bytes) -> HeistState:
     has_keys = np.zeros(3, bool)
     has_keys[: min(held_count, 3)] = held[:3]
     return HeistState(
-        level_seed=step[5],
-        distribution_mode=options[7],
-        center_agent=bool(options[5]),
-        cur_time=step[13],
+        **vars(header),
         entities=entities,
         entity_offset=entity_offset,
         agent_index=int(agents[0]),
