@@ -136,6 +136,9 @@ def test_the_card_renders_the_same_from_another_folder(tmp_path):
     for path in [*SHIPPED.glob("*.pt"), SHIPPED / NOTES_NAME]:
         shutil.copyfile(path, tmp_path / path.name)
     assert render_card(tmp_path) == (SHIPPED / "README.md").read_text(encoding="utf-8")
+    shutil.copyfile(SHIPPED / "vae_alex.pt", tmp_path / "vae_alex_copy.pt")
+    with pytest.raises(ShipError, match="named after its architecture"):
+        render_card(tmp_path)
 
 
 def test_card_only_re_renders_the_card_with_the_notes_beside_the_checkpoints(evaluated_runs, tmp_path, capsys):
