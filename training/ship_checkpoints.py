@@ -324,8 +324,8 @@ def model_card(entries: list[dict[str, Any]], notes: str = "") -> str:
         f"Quality thresholds each model is compared with: PSNR >= {PSNR_THRESHOLD:g} dB, latent probe >= "
         f"{PROBE_THRESHOLD:.2f},",
         f"object fidelity >= {FIDELITY_DEFAULT_THRESHOLD:.2f} ({fidelity_exceptions}), and PSNR >= "
-        f"{CONV_UNPOOL_PSNR_THRESHOLD:g} dB for Conv_Unpool. Epochs: those behind the weights a model's last",
-        "run started from, plus that run's own.",
+        f"{CONV_UNPOOL_PSNR_THRESHOLD:g} dB for Conv_Unpool.",
+        "Epochs: those behind the weights a model's last run started from, plus that run's own.",
         "",
         "| model | env id | encoding | parameters | epochs | PSNR dB | fidelity | latent probe | pixel probe |",
         "|---|---|---|---|---|---|---|---|---|",
