@@ -1,14 +1,22 @@
-"""training/ship_checkpoints.py: evaluated runs become shipped checkpoints with a model card."""
+"""training/ship_checkpoints.py: evaluated runs become shipped checkpoints with a model card, and the
+committed card is exactly what the shipped files and the repository's notes render."""
 
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gym_autoencoder import load_model
 from tests.test_evaluate import FAST, untrained_run
 from tests.test_training_data import copy_frames, write_dataset
 from gym_autoencoder.training.evaluate import evaluate_run
-from gym_autoencoder.training.ship_checkpoints import ShipError, epochs_text, lineage_text, main, rates_text, ship
+from gym_autoencoder.training.ship_checkpoints import (
+    NOTES_NAME, ShipError, epochs_text, lineage_rows, main, rates_text, render_card, ship,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,7 +49,7 @@ def test_shipping_copies_models_and_grids_and_writes_the_card(evaluated_runs, tm
     assert "| PSNR >= 33 dB |" in card and "| **mean** |" in card
 
 
-def test_untrained_models_are_reported_as_missing_the_bars(evaluated_runs, tmp_path, capsys):
+def test_untrained_models_are_reported_as_missing_the_thresholds(evaluated_runs, tmp_path, capsys):
     assert main([*map(str, evaluated_runs), "--out", str(tmp_path)]) == 0
     assert "PSNR >= 22 dB" in capsys.readouterr().out
     assert "| **no** |" in (tmp_path / "README.md").read_text()
@@ -72,17 +80,26 @@ def test_a_run_without_its_training_state_has_no_stop_reason_on_the_card(evaluat
 
 
 def test_the_card_counts_the_epochs_behind_a_fine_tuned_model():
-    lineage = {"epochs": 42, "psnr_db": 32.0, "recipe": {"learning_rate": 0.001, "lr_schedule": "cosine",
-                                                         "object_pixel_weight": 10.0,
-                                                         "object_class_balance": True}}
+    lineage = {"epochs": 42, "psnr_db": 32.0, "checkpoint": "/machine/runs/base/base.pt",
+               "recipe": {"learning_rate": 0.001, "lr_schedule": "cosine", "object_pixel_weight": 10.0,
+                          "object_class_balance": True, "data_dir": "/machine/data/balanced"}}
     assert epochs_text({"epochs_trained": 12, "initialised_from": lineage}) == "42 + 12"
     assert epochs_text({"epochs_trained": 12, "initialised_from": None}) == "12"
-    text = lineage_text({"initialised_from": lineage})
-    assert ("trained 42 epochs (PSNR 32.00 dB; lr 0.001 (cosine), object pixel weight 10.0 (class-balanced), "
-            "loss reduction mean)") in text
-    assert lineage_text({"initialised_from": None}) == ""
-    unevaluated = lineage_text({"initialised_from": {**lineage, "psnr_db": None}})
-    assert "trained 42 epochs (lr 0.001 (cosine)" in unevaluated
+    recipe = {"learning_rate": 3e-4, "lr_schedule": "cosine", "data_dir": "/machine/data/big",
+              "init_from": "/machine/runs/base/base.pt"}
+    header, rule, origin, prior, this = lineage_rows(
+        {"epochs_trained": 12, "initialised_from": lineage}, recipe, "tuned", 33.0)
+    assert origin.startswith("| random initialisation |")
+    assert prior == ("| `base` | `balanced` | lr 0.001 (cosine) | object pixel weight 10.0 (class-balanced), "
+                     "loss reduction mean | 42 | 32.00 |")
+    assert this.startswith("| `tuned` (this file) | `big` | lr 0.0003 (cosine) |") and "| 42 + 12 | 33.00 |" in this
+    assert "/machine" not in "".join([origin, prior, this])
+    scratch = lineage_rows({"epochs_trained": 12, "initialised_from": None}, {"lr_schedule": "cosine"}, "new", 20.0)
+    assert len(scratch) == 4 and scratch[2].startswith("| random initialisation |")
+    unevaluated = lineage_rows({"epochs_trained": 12, "initialised_from": {**lineage, "psnr_db": None}},
+                               recipe, "tuned", 33.0)
+    assert unevaluated[3].endswith("| lr 0.001 (cosine) | object pixel weight 10.0 (class-balanced), "
+                                   "loss reduction mean | 42 | not recorded |")
 
 
 def test_the_card_states_the_learning_rates_a_run_used_not_only_its_last_recipe():
@@ -91,5 +108,50 @@ def test_the_card_states_the_learning_rates_a_run_used_not_only_its_last_recipe(
     assert rates_text({"learning_rate": 0.001, "lr_schedule": "constant"}, [1e-3, 1e-3]) == "lr 0.001 (constant)"
     assert rates_text(recipe, None) == "lr 0.001 (cosine)"
     lineage = {"epochs": 5, "psnr_db": None, "recipe": recipe, "learning_rates": [3e-4, 1e-4]}
-    assert "trained 5 epochs (lr 0.0003 down to 0.0001 (cosine), object pixel weight" in lineage_text(
-        {"initialised_from": lineage})
+    prior = lineage_rows({"epochs_trained": 1, "initialised_from": lineage}, recipe, "run", 20.0)[3]
+    assert "| lr 0.0003 down to 0.0001 (cosine) | object pixel weight" in prior and "| 5 |" in prior
+
+
+def test_the_committed_card_is_what_the_shipped_files_and_the_notes_render():
+    committed = (SHIPPED / "README.md").read_text(encoding="utf-8")
+    assert render_card(SHIPPED) == committed, (
+        "checkpoints/README.md is stale; run: python training/ship_checkpoints.py --card-only")
+
+
+def test_the_card_has_model_card_front_matter_and_a_full_section_per_model():
+    card = (SHIPPED / "README.md").read_text(encoding="utf-8")
+    _, front, body = card.split("---\n", 2)
+    metadata = yaml.safe_load(front)
+    assert set(metadata) == {"license", "library_name", "tags", "datasets", "metrics"}
+    assert metadata["datasets"] == ["balanced", "big"] and "psnr" in metadata["metrics"]
+    for name in ("Conv_Unpool", "Conv_Maxpool", "Conv_Maxpool_Big", "Conv_No_Bottleneck", "VAE_Paper", "VAE_Alex"):
+        section = body.split(f"\n## {name} (")[1].split("\n## ")[0]
+        for part in ("### Intended use and limitations", "### Data", "### Recipe", "### Lineage",
+                     "### Metrics on held-out levels", f"({name.lower()}_recon_grid.png)"):
+            assert part in section, (name, part)
+    assert "## A second held-out set" in body and "/work/" not in card
+
+
+def test_the_card_renders_the_same_from_another_folder(tmp_path):
+    for path in [*SHIPPED.glob("*.pt"), SHIPPED / NOTES_NAME]:
+        shutil.copyfile(path, tmp_path / path.name)
+    assert render_card(tmp_path) == (SHIPPED / "README.md").read_text(encoding="utf-8")
+    shutil.copyfile(SHIPPED / "vae_alex.pt", tmp_path / "vae_alex_copy.pt")
+    with pytest.raises(ShipError, match="named after its architecture"):
+        render_card(tmp_path)
+
+
+def test_card_only_re_renders_the_card_with_the_notes_beside_the_checkpoints(evaluated_runs, tmp_path, capsys):
+    ship(evaluated_runs, tmp_path)
+    (tmp_path / NOTES_NAME).write_text("About this file.\n\n## Conv_Unpool\n\nUse this one.\n\n"
+                                       "## Measured apart\n\nA figure, with its command.\n")
+    assert main(["--card-only", "--out", str(tmp_path)]) == 0
+    card = (tmp_path / "README.md").read_text()
+    assert "About this file" not in card and "## Measured apart\n\nA figure, with its command.\n" in card
+    unpool = card.split("## Conv_Unpool (")[1].split("\n## ")[0]
+    assert "### Intended use and limitations\n\nUse this one.\n" in unpool
+    assert "card Conv_Unpool: PSNR >= 22 dB" in capsys.readouterr().out
+    assert main(["--card-only", "--out", str(tmp_path), "--notes", str(tmp_path / "absent.md")]) == 1
+    assert "notes file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path)])
