@@ -292,10 +292,10 @@ def resolve_recipe(
 def apply_resume_overrides(stored: Mapping, overrides: Mapping, arch: Mapping | None = None) -> Recipe:
     """The stored recipe of a run with the command-line ``overrides`` a resumed run may change."""
     old = {**ADDED_SETTINGS, **stored}
-    recipe = stored_recipe(_overlay(old, overrides))
+    recipe = Recipe.from_dict(_overlay(old, overrides))
     new = recipe.to_dict()
-    changed = [f"{key} (stored {old[key]!r}, given {value!r})" for key, value in new.items()
-               if value != old[key] and key not in RESUMABLE_CHANGES]
+    changed = [f"{key} (stored {old[key]!r}, given {new[key]!r})" for key in overrides
+               if new[key] != old[key] and key not in RESUMABLE_CHANGES]
     if arch and {**old["arch"], **arch} != old["arch"]:
         changed.append(f"arch (stored {old['arch']!r})")
     if changed:

@@ -4,7 +4,8 @@ Reads ``RUN_DIR/RUN.pt`` (the best model) and the test frames it was trained aga
 writes into RUN_DIR: ``summary.txt``, ``reconstruction.mp4``, ``recon_grid.png``,
 ``loss_curve.png``, ``metrics.json``, ``metrics.npz`` and, for the VAEs,
 ``vae_samples.png`` and ``latent_walk.png``. The metrics are also stored in the
-metadata of ``RUN.pt``. Metric definitions: see ``training/metrics.py``.
+metadata of ``RUN.pt``. :func:`compute_evaluation` computes the metrics and the artefacts'
+contents, :func:`write_evaluation` writes them. Metric definitions: see ``training/metrics.py``.
 """
 
 from __future__ import annotations
