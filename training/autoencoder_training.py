@@ -87,13 +87,9 @@ def command_line_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The hyperparameters given as flags, nested like the YAML."""
     settings: dict[str, Any] = {}
     for dest, value in vars(args).items():
-        if not dest.startswith("set:") or value is None:
-            continue
-        path = dest.split(":")[1:]
-        if len(path) == 1:
-            settings[path[0]] = value
-        else:
-            settings.setdefault(path[0], {})[path[1]] = value
+        if dest.startswith("set:") and value is not None:
+            *section, key = dest.split(":")[1:]
+            (settings.setdefault(section[0], {}) if section else settings)[key] = value
     return settings
 
 
