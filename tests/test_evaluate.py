@@ -13,7 +13,7 @@ from gym_autoencoder import load_checkpoint, save_checkpoint
 from gym_autoencoder.model_stubs import build_model
 from tests.test_training_data import copy_frames, write_dataset
 from gym_autoencoder.training.autoencoder_training import main as train_main
-from gym_autoencoder.training.evaluate import evaluate_run, main
+from gym_autoencoder.training.evaluate import compute_evaluation, evaluate_run, main, write_evaluation
 from gym_autoencoder.training.report import loss_scale, plot_loss_curve
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -82,6 +82,18 @@ def test_conv_unpool_without_labels_reports_psnr_with_the_latent_zeroed(unlabell
     for key in ("object_fidelity", "latent_probe", "pixel_probe"):
         assert values[key] == {"absent": "no test_labels.npz next to the test frames (test split)"}
     assert json.loads((run / "metrics.json").read_text())["object_fidelity"] == values["object_fidelity"]
+
+
+def test_computing_an_evaluation_writes_nothing_and_writing_it_stores_the_same_metrics(data_dir, tmp_path):
+    run = untrained_run(tmp_path / "split", "VAE_Paper", data_dir)
+    checkpoint = run / "split.pt"
+    before = checkpoint.read_bytes()
+    computed = compute_evaluation(run, checkpoint, evaluation=FAST)
+    assert [p.name for p in run.iterdir()] == ["split.pt"] and checkpoint.read_bytes() == before
+    assert set(computed.images) == {"vae_samples.png", "latent_walk.png"} and len(computed.inputs) == 6
+    values = write_evaluation(run, computed, checkpoint)
+    assert values == {**computed.values, "files": sorted(p.name for p in run.iterdir() if p != checkpoint)}
+    assert load_checkpoint(checkpoint)[1]["metrics"] == values
 
 
 def test_evaluating_another_checkpoint_leaves_it_unchanged(data_dir, tmp_path):

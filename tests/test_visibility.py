@@ -1,5 +1,7 @@
 """The auxiliary visibility objective: its loss, its gradient into the encoder, its runs."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from tests.helpers import fresh_model
 from tests.test_training import args, data_dir, fast_config, small_data_dir  # noqa: F401 (fixtures)
 from tests.test_training_data import copy_frames
 from gym_autoencoder.training.autoencoder_training import main
+from gym_autoencoder.training.config import default_config, resolve_recipe
 from gym_autoencoder.training.data import DataError, open_dataset
 from gym_autoencoder.training.loop import Objective, read_state
 from gym_autoencoder.training.metrics import balanced_accuracy
@@ -16,7 +19,7 @@ from gym_autoencoder.training.ship_checkpoints import loss_text
 from gym_autoencoder.training.visibility import VisibilityHead, head_accuracy, warm_start
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-RECIPE = {"object_pixel_weight": 1.0, "object_class_balance": False, "loss_reduction": "mean"}
+RECIPE = resolve_recipe(default_config(), "Conv_Maxpool")  # object pixel weight 1, mean loss, no head
 
 
 def test_positives_weigh_by_their_class_s_rarity_and_the_loss_is_the_weighted_cross_entropy():
@@ -52,8 +55,8 @@ def test_the_head_s_accuracy_is_the_probe_s_balanced_accuracy_averaged_over_clas
 def test_the_objective_adds_the_head_s_loss_and_its_gradient_reaches_the_encoder(name, data_dir):  # noqa: F811
     dataset = open_dataset(data_dir)
     model = fresh_model(name).eval()
-    with_head = Objective.for_recipe(model, {**RECIPE, "visibility_weight": 2.0}, dataset)
-    without = Objective.for_recipe(model, {**RECIPE, "visibility_weight": 0.0}, dataset)
+    with_head = Objective.for_recipe(model, replace(RECIPE, visibility_weight=2.0), dataset)
+    without = Objective.for_recipe(model, replace(RECIPE, visibility_weight=0.0), dataset)
     assert without.head is None and with_head.head is not None
     with_head.head.eval()
     rows = np.arange(16)
@@ -128,7 +131,7 @@ def test_the_head_without_visibility_labels_says_what_is_missing(small_data_dir,
     assert "visibility_weight 1.0 needs visible labels for training frames" in error
     assert "set visibility_weight: 0" in error
     with pytest.raises(DataError):
-        Objective.for_recipe(fresh_model("Conv_Maxpool"), {**RECIPE, "visibility_weight": 1.0},
+        Objective.for_recipe(fresh_model("Conv_Maxpool"), replace(RECIPE, visibility_weight=1.0),
                              open_dataset(unlabelled))
 
 

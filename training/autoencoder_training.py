@@ -9,8 +9,10 @@ and, after training, the evaluation reports (see ``training/evaluate.py``).
 from __future__ import annotations
 
 import argparse
+import operator
 import re
 import sys
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,13 @@ from gym_autoencoder.checkpoint import read_checkpoint, resolve_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 from gym_autoencoder.training.config import (
-    SECTIONS,
     ConfigError,
+    Recipe,
     apply_resume_overrides,
     default_config,
+    flag_settings,
     load_config,
-    merge_config,
     resolve_recipe,
-    scalar_keys,
 )
 from gym_autoencoder.training.data import data_present, generate_data, missing_data_error, open_dataset
 from gym_autoencoder.training.evaluate import evaluate_run
@@ -48,14 +49,9 @@ def _boolean(text: str) -> bool:
     return value
 
 
-def _flag_type(default: Any) -> Any:
-    if isinstance(default, bool):
-        return _boolean
-    return float if isinstance(default, float) else type(default)
-
-
 def build_parser(defaults: dict) -> argparse.ArgumentParser:
-    """Flags for the run plus one flag per hyperparameter of the shipped YAML."""
+    """Flags for the run plus one flag per setting of the recipe; ``defaults`` (the shipped YAML)
+    gives their help."""
     parser = argparse.ArgumentParser(
         allow_abbrev=False,
         prog="autoencoder_training.py",
@@ -79,14 +75,11 @@ def build_parser(defaults: dict) -> argparse.ArgumentParser:
     run.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE",
                      help="architecture argument, e.g. --arch kl_weight=0.001 (repeatable)")
     settings = parser.add_argument_group("hyperparameters (override the YAML)")
-    for key in scalar_keys(defaults):
-        flags = ["--" + key.replace("_", "-"), *ALIASES.get(key, [])]
-        settings.add_argument(*flags, dest=f"set:{key}", type=_flag_type(defaults[key]),
-                              metavar=key.upper(), help=f"default {defaults[key]!r}")
-    for section in SECTIONS:
-        for key, value in defaults[section].items():
-            settings.add_argument(f"--{section}-{key.replace('_', '-')}", dest=f"set:{section}:{key}",
-                                  type=_flag_type(value), metavar=key.upper(), help=f"default {value!r}")
+    for path, kind in flag_settings():
+        name, default = "_".join(path), reduce(operator.getitem, path, defaults)
+        settings.add_argument("--" + name.replace("_", "-"), *ALIASES.get(name, []),
+                              dest=":".join(["set", *path]), type=_boolean if kind is bool else kind,
+                              metavar=path[-1].upper(), help=f"default {default!r}")
     return parser
 
 
@@ -94,13 +87,9 @@ def command_line_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The hyperparameters given as flags, nested like the YAML."""
     settings: dict[str, Any] = {}
     for dest, value in vars(args).items():
-        if not dest.startswith("set:") or value is None:
-            continue
-        path = dest.split(":")[1:]
-        if len(path) == 1:
-            settings[path[0]] = value
-        else:
-            settings.setdefault(path[0], {})[path[1]] = value
+        if dest.startswith("set:") and value is not None:
+            *section, key = dest.split(":")[1:]
+            (settings.setdefault(section[0], {}) if section else settings)[key] = value
     return settings
 
 
@@ -121,11 +110,11 @@ def parse_arch(pairs: list[str]) -> dict[str, Any]:
     return arch
 
 
-def build(model_name: str, recipe: dict[str, Any]) -> BaseAutoencoder:
+def build(model_name: str, recipe: Recipe) -> BaseAutoencoder:
     """The architecture with the recipe's arguments, seeded so that initial weights are reproducible."""
-    torch.manual_seed(recipe["seed"])
+    torch.manual_seed(recipe.seed)
     try:
-        return build_model(model_name, **recipe["arch"])
+        return build_model(model_name, **recipe.arch)
     except ValueError as err:
         raise ConfigError(f"bad architecture arguments for {model_name}: {err}") from None
 
@@ -169,7 +158,7 @@ def run_one(
 ) -> None:
     """Train (or continue) run ``run`` of ``model_name`` and evaluate its best model."""
     recipe = resolve_recipe(config, model_name, overrides, arch)
-    run_dir = Path(recipe["save_dir"]) / run
+    run_dir = Path(recipe.save_dir) / run
     state_path = run_dir / "checkpoints" / "last.pt"
     payload = None
     if state_path.is_file():
@@ -188,21 +177,21 @@ def run_one(
         say(f"{run}: resuming after epoch {state.epoch}")
     elif resume:
         say(f"{run}: nothing to resume in {run_dir}; starting a new run")
-    if not data_present(recipe["data_dir"]):
+    if not data_present(recipe.data_dir):
         if not generate:
-            raise missing_data_error(recipe["data_dir"], recipe["generate"], recipe["seed"])
-        say(f"generating {recipe['generate']['num_samples']} frames into {recipe['data_dir']}")
-        generate_data(recipe["data_dir"], recipe["generate"], recipe["seed"])
-    dataset = open_dataset(recipe["data_dir"])
-    device = resolve_device(recipe["device"])
-    if recipe["threads"]:
-        torch.set_num_threads(recipe["threads"])
+            raise missing_data_error(recipe.data_dir, recipe.generate, recipe.seed)
+        say(f"generating {recipe.generate.num_samples} frames into {recipe.data_dir}")
+        generate_data(recipe.data_dir, recipe.generate, recipe.seed)
+    dataset = open_dataset(recipe.data_dir)
+    device = resolve_device(recipe.device)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
     model = build(model_name, recipe)
-    metadata = {"run": run, "recipe": recipe, "data": dataset.describe()}
-    if recipe["init_from"]:
+    metadata = {"run": run, "recipe": recipe.to_dict(), "data": dataset.describe()}
+    if recipe.init_from:
         metadata["initialised_from"] = (
             read_checkpoint(run_dir / f"{run}.pt")["metadata"]["initialised_from"] if payload
-            else initialise_from(model, recipe["init_from"])
+            else initialise_from(model, recipe.init_from)
         )
         say(f"{run}: initialised from the weights of {metadata['initialised_from']['checkpoint']} "
             f"({metadata['initialised_from']['epochs']} epochs)")
@@ -229,13 +218,11 @@ def run_names(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = default_config()
-    args = build_parser(defaults).parse_args(argv)
+    args = build_parser(default_config()).parse_args(argv)
     failed = []
     try:
         config = load_config(args.config)
         overrides = command_line_settings(args)
-        merge_config(defaults, overrides, "the command line")
         arch = parse_arch(args.arch)
         if arch and args.all:
             raise ConfigError("--arch applies to one model; give per-model arguments with --all "

@@ -1,17 +1,21 @@
-"""Training hyperparameters: the shipped YAML, a user's file over it, command-line overrides last.
+"""Training settings: a run's recipe as dataclasses, built from the shipped YAML, a user's file
+over it and command-line flags over both.
 
-The shipped ``training_hyperparameters.yaml`` is the schema: a key it does not hold is an
-error, and each value must have the type of the shipped one and pass the checks below.
-A run's *recipe* is the flat result for one architecture, stored in its checkpoints.
+Each field declares its type and its check; ``training_hyperparameters.yaml`` next to this file
+holds every value (and says what each does), so a key it does not hold is an error. A run's
+*recipe* is the result for one architecture; checkpoints store it as a plain dict
+(:meth:`Recipe.to_dict`), read back with :func:`stored_recipe`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 import torch
 import yaml
@@ -21,7 +25,6 @@ from gym_autoencoder.model_stubs import MODEL_NAMES
 from gym_autoencoder.model_stubs.base import LOSS_REDUCTIONS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("training_hyperparameters.yaml")
-SECTIONS = ("generate", "evaluation")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 # Settings a resumed run may change; any other difference would silently change the recipe.
 RESUMABLE_CHANGES = frozenset(
@@ -39,12 +42,27 @@ class ConfigError(GymAutoencoderError, ValueError):
     """A configuration file or command-line setting is unknown or has a bad value."""
 
 
-def _positive(value: Any) -> bool:
-    return value > 0
+def _setting(check: Callable[[Any], bool] | None = None, meaning: str = "",
+            convert: Callable[[Any], Any] | None = None) -> Any:
+    """A field whose value, once of the field's type, goes through ``convert`` and must pass
+    ``check`` (``meaning`` says what that asks for, in the error)."""
+    return field(metadata={"check": check, "meaning": meaning, "convert": convert})
 
 
-def _non_negative(value: Any) -> bool:
-    return value >= 0
+def _positive(meaning: str = "a positive integer") -> Any:
+    return _setting(lambda value: value > 0, meaning)
+
+
+def _at_least(bound: float, meaning: str) -> Any:
+    return _setting(lambda value: value >= bound, meaning)
+
+
+def _between(low: float, high: float) -> Any:
+    return _setting(lambda value: low < value < high, f"a number between {low} and {high}")
+
+
+def _one_of(choices: tuple[str, ...]) -> Any:
+    return _setting(lambda value: value in choices, f"one of {', '.join(choices)}")
 
 
 def _device(value: str) -> bool:
@@ -57,62 +75,128 @@ def _device(value: str) -> bool:
     return device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available())
 
 
-CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "batch_size": (_positive, "a positive integer"),
-    "epochs": (_positive, "a positive integer"),
-    "learning_rate": (_non_negative, "a number >= 0"),
-    "weight_decay": (_non_negative, "a number >= 0"),
-    "lr_schedule": (lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
-    "lr_plateau_patience": (_positive, "a positive integer"),
-    "lr_plateau_factor": (lambda v: 0 < v < 1, "a number between 0 and 1"),
-    "early_stopping_patience": (_positive, "a positive integer"),
-    "log_interval": (_positive, "a positive integer"),
-    "eval_batch_size": (_positive, "a positive integer"),
-    "object_pixel_weight": (_positive, "a number > 0 (1 = plain MSE)"),
-    "visibility_weight": (_non_negative, "a number >= 0 (0 = no visibility head)"),
-    "loss_reduction": (lambda v: v in LOSS_REDUCTIONS, f"one of {', '.join(LOSS_REDUCTIONS)}"),
-    "seed": (_non_negative, "an integer >= 0"),
-    "threads": (_non_negative, "an integer >= 0 (0 = PyTorch's default)"),
-    "device": (_device, "auto, cpu, or cuda / cuda:N on a machine with CUDA"),
-    "generate.num_samples": (lambda v: v >= 2, "an integer >= 2"),
-    "generate.test_fraction": (lambda v: 0 < v < 1, "a number between 0 and 1"),
-    "generate.random_actions": (_non_negative, "an integer >= 0"),
-    "evaluation.video_frames": (_positive, "a positive integer"),
-    "evaluation.video_fps": (_positive, "a positive integer"),
-    "evaluation.video_scale": (_positive, "a positive integer"),
-    "evaluation.timing_repeats": (_positive, "a positive integer"),
-    "evaluation.timing_warmup": (_non_negative, "an integer >= 0"),
-    "evaluation.vae_samples": (_positive, "a positive integer"),
-    "evaluation.latent_walk_steps": (lambda v: v >= 2, "an integer >= 2"),
-}
+def _absolute(path: str) -> str:
+    """Relative paths are taken from the working directory."""
+    return str(Path(path).expanduser().resolve())
 
 
-def _float_or_text(text: str) -> float | str:
-    """YAML reads ``1e-4`` (no dot) as text; take it as the number its writer meant."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def check_value(name: str, default: Any, value: Any) -> Any:
-    """``value`` for setting ``name``, coerced to the type of ``default`` and checked."""
-    expected = type(default)
-    if expected is float and isinstance(value, str):
-        value = _float_or_text(value)
-    if isinstance(value, bool) != isinstance(default, bool):
-        ok = False
-    elif expected is float:
-        ok = isinstance(value, (int, float))
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise ConfigError(f"{name} must be {expected.__name__} (like {default!r}), got {value!r}")
+def _checked(name: str, kind: Any, value: Any, metadata: Mapping[str, Any]) -> Any:
+    """``value`` of setting ``name`` coerced to type ``kind``, converted and checked."""
+    if kind is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):  # YAML reads 1e-4 (no dot) as text: the number meant
+            value = float(value)
+    expected = get_origin(kind) or kind
+    if not isinstance(value, (int, float) if kind is float else expected) or (
+        isinstance(value, bool) != (kind is bool)
+    ):
+        raise ConfigError(f"{name} must be {expected.__name__}, got {value!r}")
     value = expected(value)
-    check = CHECKS.get(name)
-    if check is not None and not check[0](value):
-        raise ConfigError(f"{name} must be {check[1]}, got {value!r}")
+    if metadata.get("convert"):
+        value = metadata["convert"](value)
+    if metadata.get("check") and not metadata["check"](value):
+        raise ConfigError(f"{name} must be {metadata['meaning']}, got {value!r}")
     return value
+
+
+class Settings:
+    """A group of settings: built from a mapping with every value checked, stored as a plain dict."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], prefix: str = "", checked: bool = True) -> Any:
+        """The settings of ``values`` (one key per field; others are ignored), each coerced to its
+        field's type and checked unless ``checked`` is false. ``prefix`` names them in errors."""
+        built = {}
+        hints = get_type_hints(cls)
+        for item in fields(cls):
+            kind, value = hints[item.name], values[item.name]
+            if is_dataclass(kind):
+                built[item.name] = kind.from_dict(value, f"{prefix}{item.name}.", checked)
+            else:
+                built[item.name] = (
+                    _checked(prefix + item.name, kind, value, item.metadata) if checked else value
+                )
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data, as checkpoints store them."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GenerateSettings(Settings):
+    """What --generate-data writes into data_dir when its files are missing (the balanced generator)."""
+
+    num_samples: int = _at_least(2, "an integer >= 2")
+    test_fraction: float = _between(0, 1)
+    random_actions: int = _at_least(0, "an integer >= 0")
+    distribution_mode: str
+
+
+@dataclass(frozen=True)
+class EvaluationSettings(Settings):
+    """The evaluation after training (and of ``training/evaluate.py RUN_DIR``)."""
+
+    video_frames: int = _positive()
+    video_fps: int = _positive()
+    video_scale: int = _positive()
+    timing_repeats: int = _positive()
+    timing_warmup: int = _at_least(0, "an integer >= 0")
+    vae_samples: int = _positive()
+    latent_walk_steps: int = _at_least(2, "an integer >= 2")
+
+
+@dataclass(frozen=True)
+class Recipe(Settings):
+    """Everything a run of one architecture trains under; training_hyperparameters.yaml says what
+    each setting does. ``arch`` (constructor arguments) and ``model`` come from the models section
+    and the architecture chosen."""
+
+    data_dir: str = _setting(convert=_absolute)
+    save_dir: str = _setting(convert=_absolute)
+    seed: int = _at_least(0, "an integer >= 0")
+    device: str = _setting(_device, "auto, cpu, or cuda / cuda:N on a machine with CUDA")
+    threads: int = _at_least(0, "an integer >= 0 (0 = PyTorch's default)")
+    batch_size: int = _positive()
+    epochs: int = _positive()
+    learning_rate: float = _at_least(0, "a number >= 0")
+    weight_decay: float = _at_least(0, "a number >= 0")
+    lr_schedule: str = _one_of(LR_SCHEDULES)
+    lr_plateau_patience: int = _positive()
+    lr_plateau_factor: float = _between(0, 1)
+    early_stopping_patience: int = _positive()
+    log_interval: int = _positive()
+    eval_batch_size: int = _positive()
+    object_pixel_weight: float = _positive("a number > 0 (1 = plain MSE)")
+    object_class_balance: bool
+    visibility_weight: float = _at_least(0, "a number >= 0 (0 = no visibility head)")
+    loss_reduction: str = _one_of(LOSS_REDUCTIONS)
+    init_from: str
+    generate: GenerateSettings
+    evaluation: EvaluationSettings
+    arch: dict[str, Any]
+    model: str
+
+
+SECTIONS = tuple(name for name, kind in get_type_hints(Recipe).items() if is_dataclass(kind))
+
+
+def flag_settings() -> list[tuple[tuple[str, ...], type]]:
+    """Every single-valued setting a file or a flag sets, as (path, type), in the recipe's order:
+    ``(("epochs",), int)``, ``(("generate", "num_samples"), int)``."""
+    found = []
+    for name, kind in get_type_hints(Recipe).items():
+        if is_dataclass(kind):
+            found += [((name, key), sub) for key, sub in get_type_hints(kind).items()]
+        elif name not in ("arch", "model"):
+            found.append(((name,), kind))
+    return found
+
+
+def stored_recipe(values: Mapping[str, Any], checked: bool = True) -> Recipe:
+    """The recipe a checkpoint or training state stored, with the value of each setting added
+    since (:data:`ADDED_SETTINGS`). ``checked=False`` takes it as stored, e.g. its device even
+    where that is absent."""
+    return Recipe.from_dict({**ADDED_SETTINGS, **values}, checked=checked)
 
 
 def _unknown(key: str, where: str, known: list[str]) -> ConfigError:
@@ -125,28 +209,24 @@ def _mapping(value: Any, where: str) -> Mapping:
     return value
 
 
-def scalar_keys(config: Mapping) -> list[str]:
-    """The top-level settings that are single values (not sections)."""
-    return [key for key, value in config.items() if not isinstance(value, Mapping)]
-
-
 def _merge_models(base: dict, override: Any, source: str) -> dict:
-    result = copy.deepcopy(base["models"])
+    result, known = copy.deepcopy(base["models"]), [key for key in base if key not in (*SECTIONS, "models")]
     for name, entry in _mapping(override, f"models in {source}").items():
         if name not in MODEL_NAMES:
             raise _unknown(name, f"models in {source}", list(MODEL_NAMES))
         for key, value in _mapping(entry, f"models.{name} in {source}").items():
             if key == "arch":
                 result[name]["arch"].update(_mapping(value, f"models.{name}.arch in {source}"))
-            elif key in scalar_keys(base):
-                result[name][key] = check_value(key, base[key], value)
+            elif key in known:
+                result[name][key] = value
             else:
-                raise _unknown(key, f"models.{name} in {source}", ["arch", *scalar_keys(base)])
+                raise _unknown(key, f"models.{name} in {source}", ["arch", *known])
     return result
 
 
 def merge_config(base: dict, override: Mapping, source: str) -> dict:
-    """``base`` with the settings of ``override`` (read from ``source``) validated and applied."""
+    """``base`` with the settings of ``override`` (read from ``source``) applied, every value
+    checked in the recipe of each model."""
     result = copy.deepcopy(base)
     for key, value in _mapping(override, source).items():
         if key not in base:
@@ -157,9 +237,11 @@ def merge_config(base: dict, override: Mapping, source: str) -> dict:
             for sub, sub_value in _mapping(value, f"{key} in {source}").items():
                 if sub not in base[key]:
                     raise _unknown(sub, f"{key} in {source}", list(base[key]))
-                result[key][sub] = check_value(f"{key}.{sub}", base[key][sub], sub_value)
+                result[key][sub] = sub_value
         else:
-            result[key] = check_value(key, base[key], value)
+            result[key] = value
+    for name in MODEL_NAMES:
+        resolve_recipe(result, name)
     return result
 
 
@@ -186,42 +268,36 @@ def load_config(path: str | os.PathLike | None = None) -> dict:
     return config if path is None else merge_config(config, read_yaml(path), str(path))
 
 
+def _overlay(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with ``overrides`` over them, a section's settings one by one."""
+    return {**values, **{key: {**values[key], **value} if key in SECTIONS else value
+                         for key, value in overrides.items()}}
+
+
 def resolve_recipe(
     config: dict, model_name: str, overrides: Mapping | None = None, arch: Mapping | None = None
-) -> dict:
-    """The flat recipe of ``model_name``: top-level settings, its ``models`` entry, then ``overrides``.
+) -> Recipe:
+    """The recipe of ``model_name``: top-level settings, its ``models`` entry, then ``overrides``.
 
-    ``overrides`` (command-line settings, already validated) win over the per-model entry;
-    ``arch`` adds constructor arguments. ``data_dir`` and ``save_dir`` become absolute paths.
+    ``overrides`` (command-line settings) win over the per-model entry; ``arch`` adds
+    constructor arguments. ``data_dir`` and ``save_dir`` become absolute paths.
     """
     entry = config["models"][model_name]
-    recipe = {key: config[key] for key in scalar_keys(config)}
-    recipe.update({key: value for key, value in entry.items() if key != "arch"})
-    recipe.update({key: copy.deepcopy(config[key]) for key in SECTIONS})
-    for key, value in (overrides or {}).items():
-        recipe[key] = {**recipe[key], **value} if key in SECTIONS else value
-    recipe["arch"] = {**entry["arch"], **(arch or {})}
-    recipe["model"] = model_name
-    for key in ("data_dir", "save_dir"):
-        recipe[key] = str(Path(recipe[key]).expanduser().resolve())
-    return recipe
+    values = {key: value for key, value in config.items() if key != "models"}
+    values.update({key: value for key, value in entry.items() if key != "arch"})
+    values = _overlay(values, overrides or {})
+    return Recipe.from_dict({**values, "arch": {**entry["arch"], **(arch or {})}, "model": model_name})
 
 
-def apply_resume_overrides(stored: dict, overrides: Mapping, arch: Mapping | None = None) -> dict:
+def apply_resume_overrides(stored: Mapping, overrides: Mapping, arch: Mapping | None = None) -> Recipe:
     """The stored recipe of a run with the command-line ``overrides`` a resumed run may change."""
-    recipe = {**ADDED_SETTINGS, **copy.deepcopy(stored)}
-    changed = []
-    for key, value in overrides.items():
-        if key in ("data_dir", "save_dir"):
-            value = str(Path(value).expanduser().resolve())
-        new = {**recipe[key], **value} if key in SECTIONS else value
-        if new == recipe[key]:
-            continue
-        if key not in RESUMABLE_CHANGES:
-            changed.append(f"{key} (stored {recipe[key]!r}, given {new!r})")
-        recipe[key] = new
-    if arch and {**recipe["arch"], **arch} != recipe["arch"]:
-        changed.append(f"arch (stored {recipe['arch']!r})")
+    old = {**ADDED_SETTINGS, **stored}
+    recipe = Recipe.from_dict(_overlay(old, overrides))
+    new = recipe.to_dict()
+    changed = [f"{key} (stored {old[key]!r}, given {new[key]!r})" for key in overrides
+               if new[key] != old[key] and key not in RESUMABLE_CHANGES]
+    if arch and {**old["arch"], **arch} != old["arch"]:
+        changed.append(f"arch (stored {old['arch']!r})")
     if changed:
         raise ConfigError(
             f"a resumed run keeps its recipe, but {'; '.join(changed)} differ; drop those flags "

@@ -17,6 +17,7 @@ import torch
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.errors import FrameFormatError, GymAutoencoderError
 from gym_autoencoder.preprocessing import check_frames, frames_to_tensor
+from gym_autoencoder.training.config import GenerateSettings
 
 SPLIT_FILES = {
     "training": ("training_samples.npy", "training_labels.npz"),
@@ -84,17 +85,17 @@ class Dataset:
         return info
 
 
-def generator_command(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> str:
+def generator_command(data_dir: str | os.PathLike, generate: GenerateSettings, seed: int) -> str:
     """The command line of the balanced generator that makes the data set ``--generate-data`` would."""
     return (
         f"python -m gym_autoencoder.data_generation.sample_generator_heist --output-dir {data_dir} "
-        f"--num-samples {generate['num_samples']} --test-fraction {generate['test_fraction']} "
-        f"--random-actions {generate['random_actions']} "
-        f"--distribution-mode {generate['distribution_mode']} --seed {seed}"
+        f"--num-samples {generate.num_samples} --test-fraction {generate.test_fraction} "
+        f"--random-actions {generate.random_actions} "
+        f"--distribution-mode {generate.distribution_mode} --seed {seed}"
     )
 
 
-def missing_data_error(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> DataError:
+def missing_data_error(data_dir: str | os.PathLike, generate: GenerateSettings, seed: int) -> DataError:
     missing = [name for name, _ in SPLIT_FILES.values() if not (Path(data_dir) / name).is_file()]
     return DataError(
         f"training data not found: {', '.join(missing)} missing in {data_dir}; create the data set with "
@@ -136,17 +137,17 @@ def data_present(data_dir: str | os.PathLike) -> bool:
     return all((Path(data_dir) / frames).is_file() for frames, _ in SPLIT_FILES.values())
 
 
-def generate_data(data_dir: str | os.PathLike, generate: dict[str, Any], seed: int) -> None:
+def generate_data(data_dir: str | os.PathLike, generate: GenerateSettings, seed: int) -> None:
     """Write a balanced, labelled Heist data set into ``data_dir`` (settings: the ``generate`` section)."""
     from gym_autoencoder.data_generation.sample_generator_heist import generate_balanced_dataset
 
     generate_balanced_dataset(
         output_dir=data_dir,
-        num_samples=generate["num_samples"],
+        num_samples=generate.num_samples,
         seed=seed,
-        test_fraction=generate["test_fraction"],
-        random_actions=generate["random_actions"],
-        distribution_mode=generate["distribution_mode"],
+        test_fraction=generate.test_fraction,
+        random_actions=generate.random_actions,
+        distribution_mode=generate.distribution_mode,
     )
 
 

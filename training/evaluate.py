@@ -4,7 +4,8 @@ Reads ``RUN_DIR/RUN.pt`` (the best model) and the test frames it was trained aga
 writes into RUN_DIR: ``summary.txt``, ``reconstruction.mp4``, ``recon_grid.png``,
 ``loss_curve.png``, ``metrics.json``, ``metrics.npz`` and, for the VAEs,
 ``vae_samples.png`` and ``latent_walk.png``. The metrics are also stored in the
-metadata of ``RUN.pt``. Metric definitions: see ``training/metrics.py``.
+metadata of ``RUN.pt``. :func:`compute_evaluation` computes the metrics and the artefacts'
+contents, :func:`write_evaluation` writes them. Metric definitions: see ``training/metrics.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from gym_autoencoder.preprocessing import tensor_to_frames
 from gym_autoencoder.model_stubs import BaseAutoencoder, Conv_Unpool
 from gym_autoencoder.model_stubs.vae_base import WorldModelsVAE
 from gym_autoencoder.training import metrics, report
-from gym_autoencoder.training.config import default_config
+from gym_autoencoder.training.config import EvaluationSettings, default_config, stored_recipe
 from gym_autoencoder.training.data import DataError, Split, open_split
 from gym_autoencoder.training.loop import TrainingState, read_state
 
@@ -109,7 +110,8 @@ def training_history(
     state_path = run_dir / "checkpoints" / "last.pt"
     if state_path.is_file():
         payload = read_state(state_path)
-        return payload["state"]["history"], TrainingState(**payload["state"]).stop_reason(payload["recipe"])
+        recipe = stored_recipe(payload["recipe"], checked=False)
+        return payload["state"]["history"], TrainingState(**payload["state"]).stop_reason(recipe)
     return metadata.get("history"), None
 
 
@@ -171,41 +173,51 @@ def label_metrics(result: EvaluationPass, labels: dict[str, np.ndarray]) -> tupl
     return values, arrays
 
 
-def write_vae_views(
-    run_dir: Path, model: WorldModelsVAE, split: Split, mu: torch.Tensor, settings: dict, seed: int
-) -> list[str]:
-    """vae_samples.png and latent_walk.png (from test frame 0 to the test frame whose mean is farthest)."""
-    samples = report.vae_samples(model, mu, settings["vae_samples"], seed)
-    report.save_png(run_dir / "vae_samples.png", report.tile(samples, min(report.GRID_COLUMNS, len(samples))))
+def vae_views(
+    model: WorldModelsVAE, split: Split, mu: torch.Tensor, settings: EvaluationSettings, seed: int
+) -> dict[str, np.ndarray]:
+    """vae_samples.png and latent_walk.png (from test frame 0 to the test frame whose mean is
+    farthest), by file name."""
+    samples = report.vae_samples(model, mu, settings.vae_samples, seed)
     far = int(torch.linalg.vector_norm(mu - mu[0], dim=1).argmax())
-    walk = report.latent_walk(model, mu[0], mu[far], settings["latent_walk_steps"])
+    walk = report.latent_walk(model, mu[0], mu[far], settings.latent_walk_steps)
     strip = np.concatenate([split.frames[[0]], walk, split.frames[[far]]])
-    report.save_png(run_dir / "latent_walk.png", report.tile(strip, len(strip)))
-    return ["vae_samples.png", "latent_walk.png"]
+    return {"vae_samples.png": report.tile(samples, min(report.GRID_COLUMNS, len(samples))),
+            "latent_walk.png": report.tile(strip, len(strip))}
 
 
-def evaluate_run(
-    run_dir: str | os.PathLike,
+@dataclass
+class Evaluation:
+    """A model's evaluation, computed and not yet written: its metrics and the artefacts' contents."""
+
+    model: BaseAutoencoder
+    metadata: dict[str, Any]  # the checkpoint's
+    settings: EvaluationSettings
+    values: dict[str, Any]  # the metrics (metrics.json without its list of files), JSON-ready
+    arrays: dict[str, np.ndarray]  # metrics.npz
+    summary: str  # summary.txt
+    inputs: np.ndarray  # the video's test frames and their reconstructions
+    recons: np.ndarray
+    history: dict[str, list[float]] | None  # the losses per epoch for the loss curve; None without any
+    images: dict[str, np.ndarray]  # further pictures by file name: a VAE's samples and latent walk
+
+
+def compute_evaluation(
+    run_dir: Path,
+    checkpoint: Path,
     data_dir: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
-    checkpoint: str | os.PathLike | None = None,
     evaluation: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Evaluate the best model of ``run_dir`` (or ``checkpoint``) and write the artefacts there.
+) -> Evaluation:
+    """Evaluate the model of ``checkpoint`` (of run ``run_dir``) on its test frames; writes nothing.
 
-    ``evaluation`` overrides settings of the recipe's evaluation section. Returns the metrics.
+    ``evaluation`` overrides settings of the recipe's evaluation section.
     """
-    run_dir = Path(run_dir)
-    own_checkpoint = run_dir / f"{run_dir.name}.pt"
-    if checkpoint is None and not own_checkpoint.is_file():
-        raise CheckpointError(
-            f"{run_dir} holds no run: {own_checkpoint.name} is missing; pass a directory written by "
-            "autoencoder_training.py, or a checkpoint with --checkpoint FILE"
-        )
-    checkpoint = Path(checkpoint or own_checkpoint)
     model, metadata = load_checkpoint(checkpoint)
-    recipe = metadata.get("recipe", {})
-    settings = {**default_config()["evaluation"], **recipe.get("evaluation", {}), **(evaluation or {})}
+    defaults, recipe = default_config(), metadata.get("recipe", {})
+    settings = EvaluationSettings.from_dict(
+        {**defaults["evaluation"], **recipe.get("evaluation", {}), **(evaluation or {})}, "evaluation."
+    )
     data_dir = data_dir or metadata.get("data", {}).get("dir")
     if data_dir is None:
         raise DataError("the checkpoint does not say which data it was trained on; pass --data-dir")
@@ -214,24 +226,18 @@ def evaluate_run(
     model = model.to(device).eval()
     labels, labels_absent = label_arrays(split)
     history, stop_reason = training_history(run_dir, metadata)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
-    keep = settings["video_frames"]
-    result = evaluation_pass(model, split, device, recipe.get("eval_batch_size", 256), keep, labels)
-    inputs, recons = result.stacked("inputs")[:keep], result.stacked("recons")[:keep]
+    keep = settings.video_frames
+    batch_size = recipe.get("eval_batch_size", defaults["eval_batch_size"])
+    result = evaluation_pass(model, split, device, batch_size, keep, labels)
     test_values, arrays = reconstruction_metrics(model, result)
-    video = report.write_video(
-        run_dir, inputs, recons, arrays["frame_mse"], settings["video_fps"], settings["video_scale"]
-    )
-    report.write_recon_grid(run_dir / "recon_grid.png", inputs, recons)
-    written = [video.name, "recon_grid.png", "summary.txt", "metrics.json", "metrics.npz"]
-    if history and history["test_loss"]:
-        report.plot_loss_curve(run_dir / "loss_curve.png", history, metadata.get("epoch"))
-        written.append("loss_curve.png")
-        arrays.update({f"history_{key}": np.asarray(series) for key, series in history.items()})
+    curve = history if history and history["test_loss"] else None
+    if curve:
+        arrays.update({f"history_{key}": np.asarray(series) for key, series in curve.items()})
+    images = {}
     if isinstance(model, WorldModelsVAE):
         mu = torch.as_tensor(result.stacked("encodings"), device=device)
-        written += write_vae_views(run_dir, model, split, mu, settings, recipe.get("seed", 0))
+        images = vae_views(model, split, mu, settings, recipe.get("seed", defaults["seed"]))
 
     values: dict[str, Any] = {
         "run": run_dir.name,
@@ -258,21 +264,63 @@ def evaluate_run(
         label_values, label_array = label_metrics(result, labels)
         values.update(label_values)
         arrays.update(label_array)
-    repeats, warmup = settings["timing_repeats"], settings["timing_warmup"]
+    repeats, warmup = settings.timing_repeats, settings.timing_warmup
     values["timing_ms_per_frame"] = report.timing(model, split.batch(slice(0, 64), "cpu"), repeats, warmup)
     values["threads"] = torch.get_num_threads()
-    values["files"] = sorted(written)
     values = json_ready(values)
+    summary = report.summary_text(model, _header(run_dir, model, metadata, history),
+                                  values["timing_ms_per_frame"], repeats, warmup)
+    return Evaluation(model, metadata, settings, values, arrays, summary, result.stacked("inputs")[:keep],
+                      result.stacked("recons")[:keep], curve, images)
 
-    header = _header(run_dir, model, metadata, history)
-    atomic_write_text(run_dir / "summary.txt",
-                      report.summary_text(model, header, values["timing_ms_per_frame"], repeats, warmup))
+
+def write_evaluation(run_dir: Path, evaluation: Evaluation, checkpoint: Path | None = None) -> dict[str, Any]:
+    """Write the artefacts of ``evaluation`` into ``run_dir`` and, given ``checkpoint`` (the file
+    evaluated), store the metrics in its metadata. Returns the metrics with the files written."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    inputs, recons, settings = evaluation.inputs, evaluation.recons, evaluation.settings
+    video = report.write_video(run_dir, inputs, recons, evaluation.arrays["frame_mse"], settings.video_fps,
+                               settings.video_scale)
+    report.write_recon_grid(run_dir / "recon_grid.png", inputs, recons)
+    written = [video.name, "recon_grid.png", "summary.txt", "metrics.json", "metrics.npz"]
+    if evaluation.history:
+        report.plot_loss_curve(run_dir / "loss_curve.png", evaluation.history, evaluation.metadata.get("epoch"))
+        written.append("loss_curve.png")
+    for name, image in evaluation.images.items():
+        report.save_png(run_dir / name, image)
+        written.append(name)
+    values = {**evaluation.values, "files": sorted(written)}
+    atomic_write_text(run_dir / "summary.txt", evaluation.summary)
     atomic_write_text(run_dir / "metrics.json", json.dumps(values, indent=2) + "\n")
     with atomic_path(run_dir / "metrics.npz", suffix=".npz") as tmp:
-        np.savez(tmp, class_names=np.array(OBJECT_CLASSES), **arrays)
-    if checkpoint == own_checkpoint:
-        save_checkpoint(checkpoint, model, {**metadata, "metrics": values})
+        np.savez(tmp, class_names=np.array(OBJECT_CLASSES), **evaluation.arrays)
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, evaluation.model, {**evaluation.metadata, "metrics": values})
     return values
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    checkpoint: str | os.PathLike | None = None,
+    evaluation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the best model of ``run_dir`` (or ``checkpoint``) and write the artefacts there;
+    the run's own checkpoint also gets the metrics in its metadata.
+
+    ``evaluation`` overrides settings of the recipe's evaluation section. Returns the metrics.
+    """
+    run_dir = Path(run_dir)
+    own_checkpoint = run_dir / f"{run_dir.name}.pt"
+    if checkpoint is None and not own_checkpoint.is_file():
+        raise CheckpointError(
+            f"{run_dir} holds no run: {own_checkpoint.name} is missing; pass a directory written by "
+            "autoencoder_training.py, or a checkpoint with --checkpoint FILE"
+        )
+    checkpoint = Path(checkpoint or own_checkpoint)
+    computed = compute_evaluation(run_dir, checkpoint, data_dir, device, evaluation)
+    return write_evaluation(run_dir, computed, checkpoint if checkpoint == own_checkpoint else None)
 
 
 def main(argv: list[str] | None = None) -> int:

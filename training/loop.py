@@ -24,6 +24,7 @@ from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.model_stubs import BaseAutoencoder
 from gym_autoencoder.payload import load_payload, save_payload
+from gym_autoencoder.training.config import Recipe
 from gym_autoencoder.training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
 from gym_autoencoder.training.visibility import VisibilityHead, head_accuracy, visibility_labels, warm_start
 
@@ -49,11 +50,11 @@ class TrainingState:
         default_factory=lambda: {"train_loss": [], "test_loss": [], "lr": []}
     )
 
-    def stop_reason(self, recipe: dict[str, Any]) -> str | None:
+    def stop_reason(self, recipe: Recipe) -> str | None:
         """Why training is over ("early stopping", "epochs"), or None while it goes on."""
-        if self.stale_epochs >= recipe["early_stopping_patience"]:
+        if self.stale_epochs >= recipe.early_stopping_patience:
             return "early stopping"
-        if self.epoch >= recipe["epochs"]:
+        if self.epoch >= recipe.epochs:
             return "epochs"
         return None
 
@@ -64,21 +65,21 @@ def say(message: str) -> None:
     sys.stdout.flush()
 
 
-def learning_rate(recipe: dict[str, Any], state: TrainingState) -> float:
+def learning_rate(recipe: Recipe, state: TrainingState) -> float:
     """The learning rate of the next epoch under the recipe's schedule."""
-    base = recipe["learning_rate"] * state.lr_scale
-    if recipe["lr_schedule"] == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * state.epoch / recipe["epochs"]))
+    base = recipe.learning_rate * state.lr_scale
+    if recipe.lr_schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * state.epoch / recipe.epochs))
     return base
 
 
-def _record_epoch(state: TrainingState, recipe: dict[str, Any], improved: bool) -> None:
+def _record_epoch(state: TrainingState, recipe: Recipe, improved: bool) -> None:
     state.epoch += 1
     state.stale_epochs = 0 if improved else state.stale_epochs + 1
-    if recipe["lr_schedule"] == "plateau":
+    if recipe.lr_schedule == "plateau":
         state.plateau_wait = 0 if improved else state.plateau_wait + 1
-        if state.plateau_wait >= recipe["lr_plateau_patience"]:
-            state.lr_scale *= recipe["lr_plateau_factor"]
+        if state.plateau_wait >= recipe.lr_plateau_patience:
+            state.lr_scale *= recipe.lr_plateau_factor
             state.plateau_wait = 0
 
 
@@ -93,17 +94,17 @@ class Objective:
     head: VisibilityHead | None
 
     @classmethod
-    def for_recipe(cls, model: BaseAutoencoder, recipe: dict[str, Any], dataset: Dataset) -> "Objective":
-        factor = recipe["object_pixel_weight"]
-        scale = class_balance(dataset.train, factor) if recipe["object_class_balance"] else None
+    def for_recipe(cls, model: BaseAutoencoder, recipe: Recipe, dataset: Dataset) -> "Objective":
+        factor = recipe.object_pixel_weight
+        scale = class_balance(dataset.train, factor) if recipe.object_class_balance else None
         splits = (dataset.train, dataset.test)
         weights = {split.name: pixel_weights(split, factor, scale) for split in splits}
-        strength = recipe["visibility_weight"]
+        strength = recipe.visibility_weight
         if not strength:
-            return cls(recipe["loss_reduction"], weights, {}, None)
+            return cls(recipe.loss_reduction, weights, {}, None)
         visible = {split.name: visibility_labels(split, strength) for split in splits}
         head = VisibilityHead(model.encoding_shape, visible[dataset.train.name], strength)
-        return cls(recipe["loss_reduction"], weights, visible, head)
+        return cls(recipe.loss_reduction, weights, visible, head)
 
     def modules(self, model: BaseAutoencoder) -> nn.ModuleList:
         """The model and the head: what trains, switches mode and is saved together."""
@@ -126,9 +127,9 @@ class Objective:
         return loss + self.head.loss(logits, visible), logits
 
 
-def make_optimiser(modules: nn.Module, recipe: dict[str, Any]) -> torch.optim.Adam:
+def make_optimiser(modules: nn.Module, recipe: Recipe) -> torch.optim.Adam:
     return torch.optim.Adam(
-        modules.parameters(), lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"]
+        modules.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
     )
 
 
@@ -204,10 +205,10 @@ def _non_finite(what: str, value: float, state: TrainingState, state_path: Path)
 
 def train_epoch(
     model: BaseAutoencoder, optimiser: torch.optim.Optimizer, split: Split, objective: Objective,
-    recipe: dict[str, Any], state: TrainingState, device: torch.device, desc: str, state_path: Path,
+    recipe: Recipe, state: TrainingState, device: torch.device, desc: str, state_path: Path,
 ) -> float:
     """One pass over the training frames in the batches of (seed, epoch); the mean training loss."""
-    batches = epoch_batches(len(split), recipe["batch_size"], recipe["seed"], state.epoch)
+    batches = epoch_batches(len(split), recipe.batch_size, recipe.seed, state.epoch)
     progress = tqdm(batches, desc=desc, unit="batch", disable=None, leave=False)
     objective.modules(model).train()
     total, seen = 0.0, 0
@@ -221,7 +222,7 @@ def train_epoch(
         optimiser.step()
         total += loss.item() * len(rows)
         seen += len(rows)
-        if step % recipe["log_interval"] == 0 or step == len(batches):
+        if step % recipe.log_interval == 0 or step == len(batches):
             if progress.disable:
                 say(f"{desc} batch {step}/{len(batches)} loss {total / seen:.5f}")
             else:
@@ -232,7 +233,7 @@ def train_epoch(
 
 def train(
     model: BaseAutoencoder,
-    recipe: dict[str, Any],
+    recipe: Recipe,
     dataset: Dataset,
     run_dir: Path,
     metadata: dict[str, Any],
@@ -252,24 +253,24 @@ def train(
     )
     state_path = run_dir / "checkpoints" / "last.pt"
     best_path = run_dir / f"{run_dir.name}.pt"
-    if recipe["init_from"] and not resume_from:
+    if recipe.init_from and not resume_from:
         if objective.head is not None:
             head_loss = warm_start(objective.head, model, dataset.train,
-                                   objective.visible[dataset.train.name], device, seed=recipe["seed"])
+                                   objective.visible[dataset.train.name], device, seed=recipe.seed)
             say(f"{run_dir.name}: visibility head fitted to the initial encoding (loss {head_loss:.4f})")
-        initial = held_out_loss(model, dataset.test, objective, recipe["eval_batch_size"], device)[0]
+        initial = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size, device)[0]
         say(f"{run_dir.name}: test loss of the initial weights {initial:.5f}")
 
     while state.stop_reason(recipe) is None:
         lr = learning_rate(recipe, state)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        desc = f"{run_dir.name} epoch {state.epoch + 1}/{recipe['epochs']}"
+        desc = f"{run_dir.name} epoch {state.epoch + 1}/{recipe.epochs}"
         train_loss = train_epoch(
             model, optimiser, dataset.train, objective, recipe, state, device, desc, state_path
         )
         loss_on_test, visibility = held_out_loss(
-            model, dataset.test, objective, recipe["eval_batch_size"], device
+            model, dataset.test, objective, recipe.eval_batch_size, device
         )
         if not math.isfinite(loss_on_test):
             raise _non_finite("test", loss_on_test, state, state_path)
@@ -284,7 +285,7 @@ def train(
             save_checkpoint(best_path, model, {
                 **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
             })
-        save_state(state_path, model, optimiser, state, recipe, objective.head)
+        save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.head)
         say(
             f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}"
             + ("" if visibility is None else f"  visibility head {visibility:.3f}")

@@ -314,7 +314,7 @@ def model_card(entries: list[dict[str, Any]], notes: str = "") -> str:
         "held-out test split (levels that no training frame came from). The other sections come from",
         f"`checkpoints/{NOTES_NAME}`: measurements made apart from that evaluation, with their commands.",
         "",
-        f"Metrics: PSNR on [0, 1] pixels; object fidelity = share of keys, locks and gems (with at least",
+        "Metrics: PSNR on [0, 1] pixels; object fidelity = share of keys, locks and gems (with at least",
         f"{FIDELITY_MIN_PIXELS} visible sprite pixels) whose sprite pixels are reconstructed with a mean "
         f"absolute RGB error",
         f"below {FIDELITY_THRESHOLD}, per class and the unweighted mean over the 7 classes; latent probe = balanced",
