@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gym_autoencoder.autoencoder import shipped_checkpoint_path
+from gym_autoencoder.checkpoint import shipped_checkpoint_path
 from gym_autoencoder.checkpoint import read_checkpoint
 from gym_autoencoder.model_stubs import MODEL_NAMES
 from gym_autoencoder.training.autoencoder_training import build, build_parser, command_line_settings, parse_arch
