@@ -1,4 +1,5 @@
-"""Shared fixtures: real Heist frames and checkpoints of fresh models, made once per session."""
+"""Shared fixtures: real Heist frames, small labelled data sets and checkpoints of fresh models, each made
+once per test run."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from gym_autoencoder import save_checkpoint
 from gym_autoencoder.inference import torch_threads
 from gym_autoencoder.registration import ENV_ARCHITECTURES
-from tests.helpers import fresh_model, heist_frames
+from tests.helpers import FAST_EVALUATION, fresh_model, heist_frames, write_dataset
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +37,23 @@ def one_torch_thread():
     """Batch-1 inference on a shared 2-core machine is fastest (by far, under load) on one thread."""
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A few hundred real, labelled frames: 256 for training, 64 for testing (modules may override it)."""
+    return write_dataset(tmp_path_factory.mktemp("data"), 256, 64)
+
+
+@pytest.fixture(scope="session")
+def small_data_dir(tmp_path_factory) -> Path:
+    """48 real, labelled frames: 32 for training, 16 for testing."""
+    return write_dataset(tmp_path_factory.mktemp("small"), 32, 16)
+
+
+@pytest.fixture(scope="session")
+def fast_config(tmp_path_factory) -> Path:
+    """A training config file with a fast evaluation and rare log lines."""
+    path = tmp_path_factory.mktemp("config") / "fast.yaml"
+    path.write_text(yaml.safe_dump({"evaluation": FAST_EVALUATION, "log_interval": 1000}))
+    return path

@@ -1,13 +1,15 @@
-"""Helpers the tests share: real Heist frames and small, freshly initialised models."""
+"""Helpers the tests share: real Heist frames, small data sets, freshly initialised models and runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import torch
 
-from gym_autoencoder import frames_to_tensor, load_checkpoint
+from gym_autoencoder import frames_to_tensor, load_checkpoint, save_checkpoint
+from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
 from gym_autoencoder.model_stubs import BaseAutoencoder, build_model
 from gym_autoencoder.procgen_batch import ProcgenBatch
 from gym_autoencoder.procgen_games import NUM_ACTIONS, ProcgenOptions
@@ -34,3 +36,43 @@ def training_encoding(checkpoint: Path, frames: np.ndarray) -> np.ndarray:
     model, _ = load_checkpoint(checkpoint)
     with torch.no_grad():
         return model.encode(frames_to_tensor(frames)).numpy()
+
+
+# Evaluation settings small enough for tests: a few video frames, samples and timing repeats.
+FAST_EVALUATION = {"video_frames": 6, "timing_repeats": 2, "timing_warmup": 0, "vae_samples": 6,
+                   "latent_walk_steps": 4}
+FRAME_FILES = ("training_samples.npy", "test_samples.npy")
+
+
+def write_dataset(directory: Path, train: int, test: int) -> Path:
+    """A labelled data set of real Heist frames from the basic generator: ``train`` + ``test`` frames."""
+    fraction = test / (train + test)
+    generate_basic_dataset(directory, train + test, seed=0, test_fraction=fraction, progress=False)
+    return directory
+
+
+def copy_frames(source: Path, directory: Path) -> Path:
+    """The frames of ``source`` without its labels."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in FRAME_FILES:
+        (directory / name).write_bytes((source / name).read_bytes())
+    return directory
+
+
+def untrained_run(run_dir: Path, name: str, data_dir: Path, **arch) -> Path:
+    """A run directory holding only an untrained checkpoint that names its data."""
+    torch.manual_seed(0)
+    model = build_model(name, **arch)
+    save_checkpoint(run_dir / f"{run_dir.name}.pt", model, {"data": {"dir": str(data_dir)}})
+    return run_dir
+
+
+def training_args(data_dir: Path, save_dir: Path, config: Path, *extra: str) -> list[str]:
+    """Command-line arguments of a small, fast training run."""
+    return ["--data-dir", str(data_dir), "--save-dir", str(save_dir), "--config", str(config),
+            "--batch-size", "16", *extra]
+
+
+def make_env(env_id: str, checkpoints: dict[str, Path], **kwargs) -> gymnasium.Env:
+    """The environment ``env_id`` on CPU with the checkpoint ``checkpoints[env_id]``."""
+    return gymnasium.make(f"gym_autoencoder:{env_id}", checkpoint=checkpoints[env_id], device="cpu", **kwargs)

@@ -19,7 +19,7 @@ from gym_autoencoder.training.capacity import (
     starting_model,
 )
 from gym_autoencoder.training.data import open_dataset
-from tests.test_training_data import write_dataset
+from tests.helpers import write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_capacity.py"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import warnings
 from functools import partial
-from pathlib import Path
 
 import gymnasium
 import matplotlib
@@ -28,7 +27,7 @@ from gym_autoencoder.errors import DeviceError, UnknownModelError
 from gym_autoencoder.registration import ENV_ARCHITECTURES, GENERIC_ENV_ID
 from gym_autoencoder.procgen_games import import_procgen
 from gym_autoencoder.model_stubs import build_model
-from tests.helpers import training_encoding
+from tests.helpers import make_env, training_encoding
 
 ENV_IDS = list(ENV_ARCHITECTURES)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,13 +35,9 @@ NOOP = 4  # Procgen's action with no key pressed
 INFINITE_BOUNDS_WARNING = "observation space m"  # encodings are unbounded: Gymnasium notes the infinite Box
 
 
-def make(env_id: str, checkpoints: dict[str, Path], **kwargs) -> gymnasium.Env:
-    return gymnasium.make(f"gym_autoencoder:{env_id}", checkpoint=checkpoints[env_id], device="cpu", **kwargs)
-
-
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_gymnasium_check_env_passes(env_id, env_checkpoints):
-    env = make(env_id, env_checkpoints, render_mode="rgb_array")
+    env = make_env(env_id, env_checkpoints, render_mode="rgb_array")
     architecture = ENV_ARCHITECTURES[env_id]
     assert env.observation_space.shape == build_model(
         architecture, **({"perceptual_features": "random"} if architecture == "VAE_Alex" else {})
@@ -58,11 +53,12 @@ def test_gymnasium_check_env_passes(env_id, env_checkpoints):
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_stable_baselines3_check_env_passes(env_id, env_checkpoints):
-    sb3_check_env(make(env_id, env_checkpoints), warn=True)
+    sb3_check_env(make_env(env_id, env_checkpoints), warn=True)
 
 
+@pytest.mark.slow
 def test_ppo_mlp_policy_trains_on_vae_alex(env_checkpoints):
-    env = make("vae-alex-v0", env_checkpoints)
+    env = make_env("vae-alex-v0", env_checkpoints)
     model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=2, seed=0, device="cpu")
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(total_timesteps=2048)
@@ -72,7 +68,7 @@ def test_ppo_mlp_policy_trains_on_vae_alex(env_checkpoints):
 
 @pytest.mark.parametrize("env_id", ["auto-unpool-v0", "vae-paper-v0"])
 def test_latent_equals_the_training_pipelines_encoding(env_id, env_checkpoints):
-    env = make(env_id, env_checkpoints, include_frame=True)
+    env = make_env(env_id, env_checkpoints, include_frame=True)
     observations, frames = [], []
     obs, info = env.reset(seed=2)
     for action in [1, 7, 5, 3, 8]:
@@ -84,7 +80,7 @@ def test_latent_equals_the_training_pipelines_encoding(env_id, env_checkpoints):
 
 
 def test_observations_come_from_the_frame_autoencoder(env_checkpoints):
-    env = make("auto-maxpool-v0", env_checkpoints, include_frame=True)
+    env = make_env("auto-maxpool-v0", env_checkpoints, include_frame=True)
     autoencoder = env.unwrapped.autoencoder
     assert isinstance(autoencoder, FrameAutoencoder) and autoencoder.architecture == "Conv_Maxpool"
     obs, info = env.reset(seed=0)
@@ -93,7 +89,7 @@ def test_observations_come_from_the_frame_autoencoder(env_checkpoints):
 
 
 def test_same_seed_gives_the_same_first_observation(env_checkpoints):
-    env = make("auto-maxpool-v0", env_checkpoints)
+    env = make_env("auto-maxpool-v0", env_checkpoints)
     first, info_first = env.reset(seed=7)
     env.step(3)
     again, info_again = env.reset(seed=7)
@@ -104,7 +100,7 @@ def test_same_seed_gives_the_same_first_observation(env_checkpoints):
 
 
 def test_reset_mid_episode_starts_the_next_level(env_checkpoints):
-    env = make("auto-maxpool-v0", env_checkpoints)
+    env = make_env("auto-maxpool-v0", env_checkpoints)
     _, info = env.reset(seed=1)
     for action in range(5):
         env.step(action)
@@ -157,7 +153,7 @@ def test_episode_end_matches_raw_procgen(env_checkpoints):
 
 
 def test_time_limit_truncates_and_does_not_terminate(env_checkpoints):
-    env = make("auto-maxpool-v0", env_checkpoints)
+    env = make_env("auto-maxpool-v0", env_checkpoints)
     env.reset(seed=0)
     ends = []
     for _ in range(1000):
@@ -170,7 +166,7 @@ def test_time_limit_truncates_and_does_not_terminate(env_checkpoints):
 
 
 def test_pickled_env_continues_exactly(env_checkpoints):
-    env = make("vae-paper-v0", env_checkpoints).unwrapped
+    env = make_env("vae-paper-v0", env_checkpoints).unwrapped
     fresh = pickle.loads(pickle.dumps(env))
     np.testing.assert_array_equal(fresh.reset(seed=4)[0], env.reset(seed=4)[0])
     for action in [5, 5, 7, 1]:
@@ -182,6 +178,7 @@ def test_pickled_env_continues_exactly(env_checkpoints):
         assert actual[1:] == expected[1:]
 
 
+@pytest.mark.slow
 def test_scalar_env_runs_inside_async_vector_env(env_checkpoints):
     make_env = partial(
         gymnasium.make, "gym_autoencoder:auto-maxpool-v0",
@@ -200,7 +197,7 @@ def test_scalar_env_runs_inside_async_vector_env(env_checkpoints):
 
 
 def test_rgb_array_shows_frame_and_reconstruction_side_by_side(env_checkpoints):
-    env = make("auto-unpool-v0", env_checkpoints, render_mode="rgb_array", include_frame=True)
+    env = make_env("auto-unpool-v0", env_checkpoints, render_mode="rgb_array", include_frame=True)
     _, info = env.reset(seed=0)
     image = env.render()
     assert image.shape == (256, 512, 3) and image.dtype == np.uint8
@@ -214,7 +211,7 @@ def test_human_render_without_a_display_is_a_clear_error(env_checkpoints):
     matplotlib.use("agg")
     try:
         with pytest.raises(EnvOptionError, match="needs a display"):
-            make("auto-maxpool-v0", env_checkpoints, render_mode="human")
+            make_env("auto-maxpool-v0", env_checkpoints, render_mode="human")
     finally:
         matplotlib.use(backend)
 
@@ -233,7 +230,7 @@ def test_checkpoint_of_another_architecture_is_refused(env_checkpoints):
 
 @pytest.mark.parametrize("action", [15, -1, 2.5, "1", np.array([1, 2])])
 def test_action_outside_the_space_is_a_clear_error(action, env_checkpoints):
-    env = make("auto-maxpool-v0", env_checkpoints).unwrapped
+    env = make_env("auto-maxpool-v0", env_checkpoints).unwrapped
     env.reset(seed=0)
     with pytest.raises(InvalidActionError, match="outside Discrete\\(15\\)"):
         env.step(action)
@@ -241,9 +238,9 @@ def test_action_outside_the_space_is_a_clear_error(action, env_checkpoints):
 
 def test_step_before_reset_is_a_clear_error(env_checkpoints):
     with pytest.raises(EnvUsageError, match="before reset"):
-        make("auto-maxpool-v0", env_checkpoints).unwrapped.step(0)
+        make_env("auto-maxpool-v0", env_checkpoints).unwrapped.step(0)
     with pytest.raises(gymnasium.error.ResetNeeded):
-        make("auto-maxpool-v0", env_checkpoints).step(0)
+        make_env("auto-maxpool-v0", env_checkpoints).step(0)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +254,7 @@ def test_step_before_reset_is_a_clear_error(env_checkpoints):
 )
 def test_bad_procgen_options_are_clear_errors(options, message, env_checkpoints):
     with pytest.raises(EnvOptionError, match=message):
-        make("auto-maxpool-v0", env_checkpoints, **options)
+        make_env("auto-maxpool-v0", env_checkpoints, **options)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -6,8 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
-from tests.helpers import training_encoding
-from tests.test_env import make
+from tests.helpers import make_env, training_encoding
 
 from gym_autoencoder.registration import GENERIC_ENV_ID
 from gym_autoencoder.envs import (
@@ -61,7 +60,7 @@ def test_same_seed_gives_the_same_first_observations(env_checkpoints):
 
 def test_sub_env_zero_plays_what_the_scalar_env_plays(env_checkpoints):
     envs = make_vec("auto-maxpool-v0", env_checkpoints, num_envs=3, include_frame=True)
-    env = make("auto-maxpool-v0", env_checkpoints, include_frame=True)
+    env = make_env("auto-maxpool-v0", env_checkpoints, include_frame=True)
     batch, single = envs.reset(seed=11), env.reset(seed=11)
     for action in [1, 7, 7, 5, 0, 3]:
         np.testing.assert_array_equal(batch[-1]["frame"][0], single[-1]["frame"])

@@ -7,19 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from gym_autoencoder import load_checkpoint, save_checkpoint
-from gym_autoencoder.model_stubs import build_model
-from tests.test_training_data import copy_frames, write_dataset
+from gym_autoencoder import load_checkpoint
 from gym_autoencoder.training.autoencoder_training import main as train_main
 from gym_autoencoder.training.evaluate import compute_evaluation, evaluate_run, main, write_evaluation
 from gym_autoencoder.training.report import loss_scale, plot_loss_curve
+from tests.helpers import FAST_EVALUATION, copy_frames, untrained_run, write_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-FAST = {"video_frames": 6, "timing_repeats": 2, "timing_warmup": 0, "vae_samples": 6, "latent_walk_steps": 4}
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """Real frames with their emulator labels."""
@@ -31,14 +26,7 @@ def unlabelled_dir(data_dir, tmp_path_factory) -> Path:
     return copy_frames(data_dir, tmp_path_factory.mktemp("unlabelled"))
 
 
-def untrained_run(run_dir: Path, name: str, data_dir: Path, **arch) -> Path:
-    """A run directory holding only an untrained checkpoint that names its data."""
-    torch.manual_seed(0)
-    model = build_model(name, **arch)
-    save_checkpoint(run_dir / f"{run_dir.name}.pt", model, {"data": {"dir": str(data_dir)}})
-    return run_dir
-
-
+@pytest.mark.slow
 def test_standalone_evaluation_of_a_trained_run(data_dir, tmp_path, capsys):
     assert train_main(["--model", "VAE_Paper", "--epochs", "1", "--batch-size", "8", "--skip-evaluation",
                        "--data-dir", str(data_dir), "--save-dir", str(tmp_path)]) == 0
@@ -57,9 +45,10 @@ def test_standalone_evaluation_of_a_trained_run(data_dir, tmp_path, capsys):
     assert metadata["metrics"]["test"] == values["test"]
 
 
+@pytest.mark.slow
 def test_label_based_metrics_when_the_test_set_has_labels(data_dir, tmp_path):
     run = untrained_run(tmp_path / "probe", "Conv_Maxpool", data_dir)
-    values = evaluate_run(run, evaluation=FAST)
+    values = evaluate_run(run, evaluation=FAST_EVALUATION)
     fidelity = values["object_fidelity"]
     assert set(fidelity["per_class"]) == {"blue_key", "green_key", "red_key", "blue_lock", "green_lock",
                                           "red_lock", "gem"}
@@ -77,18 +66,19 @@ def test_label_based_metrics_when_the_test_set_has_labels(data_dir, tmp_path):
 
 def test_conv_unpool_without_labels_reports_psnr_with_the_latent_zeroed(unlabelled_dir, tmp_path):
     run = untrained_run(tmp_path / "unpool", "Conv_Unpool", unlabelled_dir)
-    values = evaluate_run(run, evaluation=FAST)
+    values = evaluate_run(run, evaluation=FAST_EVALUATION)
     assert math.isfinite(values["test"]["psnr_zeroed_latent_db"])
     for key in ("object_fidelity", "latent_probe", "pixel_probe"):
         assert values[key] == {"absent": "no test_labels.npz next to the test frames (test split)"}
     assert json.loads((run / "metrics.json").read_text())["object_fidelity"] == values["object_fidelity"]
 
 
+@pytest.mark.slow
 def test_computing_an_evaluation_writes_nothing_and_writing_it_stores_the_same_metrics(data_dir, tmp_path):
     run = untrained_run(tmp_path / "split", "VAE_Paper", data_dir)
     checkpoint = run / "split.pt"
     before = checkpoint.read_bytes()
-    computed = compute_evaluation(run, checkpoint, evaluation=FAST)
+    computed = compute_evaluation(run, checkpoint, evaluation=FAST_EVALUATION)
     assert [p.name for p in run.iterdir()] == ["split.pt"] and checkpoint.read_bytes() == before
     assert set(computed.images) == {"vae_samples.png", "latent_walk.png"} and len(computed.inputs) == 6
     values = write_evaluation(run, computed, checkpoint)
@@ -96,6 +86,7 @@ def test_computing_an_evaluation_writes_nothing_and_writing_it_stores_the_same_m
     assert load_checkpoint(checkpoint)[1]["metrics"] == values
 
 
+@pytest.mark.slow
 def test_evaluating_another_checkpoint_leaves_it_unchanged(data_dir, tmp_path):
     source = untrained_run(tmp_path / "source", "Conv_Maxpool", data_dir) / "source.pt"
     before = source.read_bytes()

@@ -87,6 +87,7 @@ def test_balanced_accuracy():
     assert math.isnan(metrics.balanced_accuracy(np.ones(4, bool), np.ones(4, bool)))
 
 
+@pytest.mark.slow
 def test_the_probe_reads_an_encoded_label_and_not_noise():
     rng = np.random.default_rng(0)
     targets = rng.random((600, 7)) < 0.3

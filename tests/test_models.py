@@ -37,6 +37,7 @@ def test_shapes_and_finite_loss_on_real_frames(name, frames):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.slow
 def test_a_gradient_step_reduces_the_loss(name, frames):
     model = fresh_model(name).train()
     x = frames_to_tensor(frames[:16])
@@ -76,6 +77,7 @@ def test_pixel_weights_change_the_loss(frames):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.slow
 def test_the_frame_log_loss_is_finite_and_differentiable_for_every_model(name, frames):
     model = fresh_model(name).train()
     x = frames_to_tensor(frames[:4])

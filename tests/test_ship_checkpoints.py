@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from gym_autoencoder import load_model
-from tests.test_evaluate import FAST, untrained_run
-from tests.test_training_data import copy_frames, write_dataset
+from tests.helpers import FAST_EVALUATION, copy_frames, untrained_run, write_dataset
 from gym_autoencoder.training.evaluate import evaluate_run
 from gym_autoencoder.training.ship_checkpoints import (
     NOTES_NAME, ShipError, epochs_text, lineage_rows, main, rates_text, render_card, ship,
@@ -31,10 +30,11 @@ def evaluated_runs(data_dir, tmp_path_factory) -> list[Path]:
     runs = tmp_path_factory.mktemp("runs")
     dirs = [untrained_run(runs / name, name, data_dir) for name in ("VAE_Paper", "Conv_Unpool")]
     for run in dirs:
-        evaluate_run(run, evaluation=FAST)
+        evaluate_run(run, evaluation=FAST_EVALUATION)
     return dirs
 
 
+@pytest.mark.slow
 def test_shipping_copies_models_and_grids_and_writes_the_card(evaluated_runs, tmp_path):
     entries = ship(evaluated_runs, tmp_path)
     assert [e["architecture"] for e in entries] == ["Conv_Unpool", "VAE_Paper"]  # the registry's order
@@ -49,6 +49,7 @@ def test_shipping_copies_models_and_grids_and_writes_the_card(evaluated_runs, tm
     assert "| PSNR >= 33 dB |" in card and "| **mean** |" in card
 
 
+@pytest.mark.slow
 def test_untrained_models_are_reported_as_missing_the_thresholds(evaluated_runs, tmp_path, capsys):
     assert main([*map(str, evaluated_runs), "--out", str(tmp_path)]) == 0
     assert "PSNR >= 22 dB" in capsys.readouterr().out
@@ -66,11 +67,12 @@ def test_a_run_without_evaluation_is_refused(data_dir, tmp_path, capsys):
 def test_a_run_evaluated_without_labels_is_refused(data_dir, tmp_path):
     unlabelled = copy_frames(data_dir, tmp_path / "unlabelled")
     run = untrained_run(tmp_path / "Conv_Maxpool", "Conv_Maxpool", unlabelled)
-    evaluate_run(run, evaluation=FAST)
+    evaluate_run(run, evaluation=FAST_EVALUATION)
     with pytest.raises(ShipError, match="without labels"):
         ship([run], tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_a_run_without_its_training_state_has_no_stop_reason_on_the_card(evaluated_runs, tmp_path):
     ship(evaluated_runs, tmp_path)
     card = (tmp_path / "README.md").read_text()
@@ -141,6 +143,7 @@ def test_the_card_renders_the_same_from_another_folder(tmp_path):
         render_card(tmp_path)
 
 
+@pytest.mark.slow
 def test_card_only_re_renders_the_card_with_the_notes_beside_the_checkpoints(evaluated_runs, tmp_path, capsys):
     ship(evaluated_runs, tmp_path)
     (tmp_path / NOTES_NAME).write_text("About this file.\n\n## Conv_Unpool\n\nUse this one.\n\n"

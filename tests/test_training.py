@@ -17,39 +17,14 @@ import torch
 import yaml
 
 from gym_autoencoder import load_checkpoint, load_model
-from tests.test_training_data import write_dataset
 from gym_autoencoder.training.autoencoder_training import build_parser, command_line_settings, main
 from gym_autoencoder.training.config import default_config
 from gym_autoencoder.training.loop import read_state
+from tests.helpers import FAST_EVALUATION, training_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process runs; scripts get --threads 1
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "training" / "autoencoder_training.py"
-FAST_EVALUATION = {"video_frames": 12, "timing_repeats": 3, "timing_warmup": 1, "vae_samples": 4,
-                   "latent_walk_steps": 3}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """A few hundred real frames: 256 for training, 64 for testing."""
-    return write_dataset(tmp_path_factory.mktemp("data"), 256, 64)
-
-
-@pytest.fixture(scope="module")
-def small_data_dir(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("small"), 32, 16)
-
-
-@pytest.fixture(scope="module")
-def fast_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("config") / "fast.yaml"
-    path.write_text(yaml.safe_dump({"evaluation": FAST_EVALUATION, "log_interval": 1000}))
-    return path
-
-
-def args(data_dir: Path, save_dir: Path, config: Path, *extra: str) -> list[str]:
-    return ["--data-dir", str(data_dir), "--save-dir", str(save_dir), "--config", str(config),
-            "--batch-size", "16", *extra]
 
 
 def finite_numbers(value) -> list[float]:
@@ -60,9 +35,10 @@ def finite_numbers(value) -> list[float]:
     return [value] if isinstance(value, float) else []
 
 
+@pytest.mark.slow
 def test_the_script_trains_evaluates_and_writes_every_artefact(data_dir, fast_config, tmp_path):
     command = [sys.executable, str(SCRIPT), "--model", "Conv_Maxpool", "--name", "e2e", "--epochs", "2",
-               "--threads", "1", *args(data_dir, tmp_path, fast_config)]
+               "--threads", "1", *training_args(data_dir, tmp_path, fast_config)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     run = tmp_path / "e2e"
@@ -108,8 +84,9 @@ def test_the_script_trains_evaluates_and_writes_every_artefact(data_dir, fast_co
 
 
 @pytest.mark.parametrize("extra", [[], ["--visibility-weight", "0.5"]], ids=["plain", "visibility head"])
+@pytest.mark.slow
 def test_resume_continues_exactly_as_an_uninterrupted_seeded_run(extra, small_data_dir, fast_config, tmp_path):
-    common = ["--model", "VAE_Paper", "--skip-evaluation", *extra, *args(small_data_dir, tmp_path, fast_config)]
+    common = ["--model", "VAE_Paper", "--skip-evaluation", *extra, *training_args(small_data_dir, tmp_path, fast_config)]
     assert main([*common, "--name", "straight", "--epochs", "2"]) == 0
     assert main([*common, "--name", "halves", "--epochs", "1"]) == 0
     assert main([*common, "--name", "halves", "--epochs", "2", "--resume"]) == 0
@@ -126,15 +103,16 @@ def test_resume_continues_exactly_as_an_uninterrupted_seeded_run(extra, small_da
 def test_early_stopping_ends_a_run_that_no_longer_improves(small_data_dir, fast_config, tmp_path, capsys):
     # lr 0 never changes the weights, so the test loss never drops below epoch 1's
     assert main(["--model", "Conv_Maxpool", "--lr", "0", "--patience", "2", "--epochs", "10",
-                 "--skip-evaluation", *args(small_data_dir, tmp_path, fast_config)]) == 0
+                 "--skip-evaluation", *training_args(small_data_dir, tmp_path, fast_config)]) == 0
     state = read_state(tmp_path / "Conv_Maxpool/checkpoints/last.pt")["state"]
     assert state["epoch"] == 3 and state["best_epoch"] == 1 and state["stale_epochs"] == 2
     assert "training stopped (early stopping) after 3 epochs" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_from_its_last_completed_epoch(data_dir, fast_config, tmp_path):
     run = ["--model", "Conv_Maxpool", "--epochs", "8", "--patience", "100", "--skip-evaluation",
-           *args(data_dir, tmp_path, fast_config)]
+           *training_args(data_dir, tmp_path, fast_config)]
     command = [sys.executable, str(SCRIPT), *run, "--threads", "1"]
     state_path = tmp_path / "Conv_Maxpool" / "checkpoints" / "last.pt"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
@@ -157,7 +135,7 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_completed_epoch(data_dir, 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     small_data_dir, fast_config, tmp_path, capsys
 ):
-    common = ["--model", "Conv_Maxpool", "--skip-evaluation", *args(small_data_dir, tmp_path, fast_config)]
+    common = ["--model", "Conv_Maxpool", "--skip-evaluation", *training_args(small_data_dir, tmp_path, fast_config)]
     assert main([*common, "--epochs", "1"]) == 0
     best = tmp_path / "Conv_Maxpool" / "Conv_Maxpool.pt"
     best_bytes = best.read_bytes()
@@ -169,11 +147,12 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     assert best.read_bytes() == best_bytes
 
 
+@pytest.mark.slow
 def test_all_trains_the_six_models_in_turn_and_a_second_call_finds_them_done(
     small_data_dir, fast_config, tmp_path, capsys
 ):
     common = ["--all", "--name", "tiny", "--epochs", "1", "--skip-evaluation",
-              *args(small_data_dir, tmp_path, fast_config)]
+              *training_args(small_data_dir, tmp_path, fast_config)]
     assert main(common) == 0
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {f"tiny_{m}" for m in ("Conv_Unpool", "Conv_Maxpool", "Conv_Maxpool_Big",
@@ -202,7 +181,7 @@ def test_bad_settings_give_one_clear_error(extra, config, message, small_data_di
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     model = ["--model", "VAE_Paper"] if "models" in config else []
-    assert main([*args(small_data_dir, tmp_path, path), *model, *extra]) == 1
+    assert main([*training_args(small_data_dir, tmp_path, path), *model, *extra]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and error.startswith("autoencoder_training.py: error: ")
     assert re.search(message or r"bad arguments for VAE_Paper: .*kl_weigth", error)
@@ -228,7 +207,7 @@ def test_an_existing_run_is_continued_only_on_request_and_with_its_recipe(
     small_data_dir, fast_config, tmp_path, capsys
 ):
     common = ["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation",
-              *args(small_data_dir, tmp_path, fast_config)]
+              *training_args(small_data_dir, tmp_path, fast_config)]
     assert main(common) == 0
     assert main(common) == 1
     assert "already holds a run; add --resume to continue it" in capsys.readouterr().err
@@ -240,7 +219,7 @@ def test_an_existing_run_is_continued_only_on_request_and_with_its_recipe(
 def test_a_run_can_start_from_the_weights_of_a_checkpoint_and_records_their_lineage(
     small_data_dir, fast_config, tmp_path, capsys
 ):
-    common = ["--skip-evaluation", *args(small_data_dir, tmp_path, fast_config)]
+    common = ["--skip-evaluation", *training_args(small_data_dir, tmp_path, fast_config)]
     assert main(["--model", "Conv_Maxpool", "--name", "first", "--epochs", "2", *common]) == 0
     first = tmp_path / "first" / "first.pt"
     first_model, first_metadata = load_checkpoint(first)
@@ -268,16 +247,17 @@ def test_generate_data_makes_a_missing_data_set_first(fast_config, tmp_path):
     data = tmp_path / "fresh"
     assert main(["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation", "--generate-data",
                  "--generate-num-samples", "48", "--generate-test-fraction", "0.25",
-                 *args(data, tmp_path / "runs", fast_config)]) == 0
+                 *training_args(data, tmp_path / "runs", fast_config)]) == 0
     assert np.load(data / "training_samples.npy", mmap_mode="r").shape == (36, 64, 64, 3)
     assert np.load(data / "test_labels.npz")["visible"].shape == (12, 7)
     assert (tmp_path / "runs" / "Conv_Maxpool" / "Conv_Maxpool.pt").is_file()
 
 
+@pytest.mark.slow
 def test_the_offered_generator_command_makes_the_missing_data(fast_config, tmp_path, capsys):
     data = tmp_path / "offered"
     run = ["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation", "--generate-num-samples", "40",
-           *args(data, tmp_path / "runs", fast_config)]
+           *training_args(data, tmp_path / "runs", fast_config)]
     assert main(run) == 1
     command = re.search(r"`(python -m [^`]+)`", capsys.readouterr().err).group(1).split()
     subprocess.run([sys.executable, *command[1:], "--no-progress"], check=True, cwd=tmp_path, timeout=300)

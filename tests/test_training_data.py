@@ -1,4 +1,4 @@
-"""training/data.py, and ``write_dataset``: the small real data sets the training tests use."""
+"""training/data.py: memory-mapped splits, batches, labels and pixel weights on small real data sets."""
 
 from pathlib import Path
 
@@ -6,26 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
+from tests.helpers import copy_frames, write_dataset
 from gym_autoencoder.training.data import DataError, PixelWeights, class_balance, epoch_batches, open_dataset, pixel_weights
-
-FRAME_FILES = ("training_samples.npy", "test_samples.npy")
-
-
-def write_dataset(directory: Path, train: int, test: int) -> Path:
-    """A labelled data set of real Heist frames from the basic generator: ``train`` + ``test`` frames."""
-    fraction = test / (train + test)
-    generate_basic_dataset(directory, train + test, seed=0, test_fraction=fraction, progress=False)
-    return directory
-
-
-def copy_frames(source: Path, directory: Path) -> Path:
-    """The frames of ``source`` without its labels."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in FRAME_FILES:
-        (directory / name).write_bytes((source / name).read_bytes())
-    return directory
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:

@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from gym_autoencoder import frames_to_tensor, load_checkpoint
-from tests.helpers import fresh_model
-from tests.test_training import args, data_dir, fast_config, small_data_dir  # noqa: F401 (fixtures)
-from tests.test_training_data import copy_frames
+from tests.helpers import copy_frames, fresh_model, training_args
 from gym_autoencoder.training.autoencoder_training import main
 from gym_autoencoder.training.config import default_config, resolve_recipe
 from gym_autoencoder.training.data import DataError, open_dataset
@@ -52,7 +50,7 @@ def test_the_head_s_accuracy_is_the_probe_s_balanced_accuracy_averaged_over_clas
 
 
 @pytest.mark.parametrize("name", ["Conv_Maxpool_Big", "VAE_Paper"])
-def test_the_objective_adds_the_head_s_loss_and_its_gradient_reaches_the_encoder(name, data_dir):  # noqa: F811
+def test_the_objective_adds_the_head_s_loss_and_its_gradient_reaches_the_encoder(name, data_dir):
     dataset = open_dataset(data_dir)
     model = fresh_model(name).eval()
     with_head = Objective.for_recipe(model, replace(RECIPE, visibility_weight=2.0), dataset)
@@ -72,10 +70,10 @@ def test_the_objective_adds_the_head_s_loss_and_its_gradient_reaches_the_encoder
 
 
 def test_a_run_with_the_head_trains_it_records_its_accuracy_and_ships_the_plain_model(
-    small_data_dir, fast_config, tmp_path  # noqa: F811
+    small_data_dir, fast_config, tmp_path
 ):
     common = ["--model", "Conv_Maxpool", "--visibility-weight", "0.5", "--epochs", "2", "--skip-evaluation",
-              *args(small_data_dir, tmp_path, fast_config)]
+              *training_args(small_data_dir, tmp_path, fast_config)]
     assert main([*common, "--name", "run"]) == 0
     assert main([*common, "--name", "still", "--lr", "0"]) == 0  # the same seed: the head's initial weights
     state = read_state(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -88,7 +86,7 @@ def test_a_run_with_the_head_trains_it_records_its_accuracy_and_ships_the_plain_
     assert model.encode(frames_to_tensor(np.zeros((1, 64, 64, 3), np.uint8))).shape == (1, 32)
 
 
-def test_the_warm_start_fits_the_head_to_the_frozen_encoding(data_dir):  # noqa: F811
+def test_the_warm_start_fits_the_head_to_the_frozen_encoding(data_dir):
     train = open_dataset(data_dir).train
     model = fresh_model("Conv_Maxpool_Big")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -103,18 +101,18 @@ def test_the_warm_start_fits_the_head_to_the_frozen_encoding(data_dir):  # noqa:
     assert not head.training
 
 
-def test_a_run_from_trained_weights_starts_with_a_fitted_head(small_data_dir, fast_config, tmp_path, capsys):  # noqa: F811
+def test_a_run_from_trained_weights_starts_with_a_fitted_head(small_data_dir, fast_config, tmp_path, capsys):
     common = ["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation", "--visibility-weight", "1",
-              *args(small_data_dir, tmp_path, fast_config)]
+              *training_args(small_data_dir, tmp_path, fast_config)]
     assert main([*common, "--name", "base"]) == 0
     assert "visibility head fitted" not in capsys.readouterr().out
     assert main([*common, "--name", "tuned", "--init-from", str(tmp_path / "base" / "base.pt")]) == 0
     assert "tuned: visibility head fitted to the initial encoding" in capsys.readouterr().out
 
 
-def test_the_head_changes_what_the_encoder_learns(small_data_dir, fast_config, tmp_path):  # noqa: F811
+def test_the_head_changes_what_the_encoder_learns(small_data_dir, fast_config, tmp_path):
     common = ["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation",
-              *args(small_data_dir, tmp_path, fast_config)]
+              *training_args(small_data_dir, tmp_path, fast_config)]
     assert main([*common, "--name", "plain"]) == 0
     assert main([*common, "--name", "head", "--visibility-weight", "1"]) == 0
     plain = load_checkpoint(tmp_path / "plain" / "plain.pt")[0].state_dict()
@@ -122,10 +120,10 @@ def test_the_head_changes_what_the_encoder_learns(small_data_dir, fast_config, t
     assert not torch.equal(plain["encoder.0.weight"], head["encoder.0.weight"])
 
 
-def test_the_head_without_visibility_labels_says_what_is_missing(small_data_dir, fast_config, tmp_path, capsys):  # noqa: F811
+def test_the_head_without_visibility_labels_says_what_is_missing(small_data_dir, fast_config, tmp_path, capsys):
     unlabelled = copy_frames(small_data_dir, tmp_path / "unlabelled")
     assert main(["--model", "Conv_Maxpool", "--epochs", "1", "--visibility-weight", "1",
-                 *args(unlabelled, tmp_path, fast_config)]) == 1
+                 *training_args(unlabelled, tmp_path, fast_config)]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert "visibility_weight 1.0 needs visible labels for training frames" in error
@@ -135,9 +133,9 @@ def test_the_head_without_visibility_labels_says_what_is_missing(small_data_dir,
                              open_dataset(unlabelled))
 
 
-def test_a_negative_weight_is_refused(small_data_dir, fast_config, tmp_path, capsys):  # noqa: F811
+def test_a_negative_weight_is_refused(small_data_dir, fast_config, tmp_path, capsys):
     assert main(["--model", "Conv_Maxpool", "--visibility-weight", "-1",
-                 *args(small_data_dir, tmp_path, fast_config)]) == 1
+                 *training_args(small_data_dir, tmp_path, fast_config)]) == 1
     assert "visibility_weight must be a number >= 0" in capsys.readouterr().err
 
 
