@@ -1,4 +1,4 @@
-"""The six autoencoder architectures of ../shared/architectures.md, by name."""
+"""The six autoencoder architectures (docs/architectures.md), by name."""
 
 from gym_autoencoder.model_stubs.base import MODEL_REGISTRY, BaseAutoencoder, build_model, model_class
 from gym_autoencoder.model_stubs.conv_maxpool import Conv_Maxpool
