@@ -12,7 +12,7 @@ import yaml
 from gym_autoencoder import save_checkpoint
 from gym_autoencoder.inference import torch_threads
 from gym_autoencoder.registration import ENV_ARCHITECTURES
-from tests.helpers import FAST_EVALUATION, fresh_model, heist_frames, write_dataset
+from tests.helpers import RUN_EVALUATION, fresh_model, heist_frames, write_dataset
 
 
 @pytest.fixture(scope="session")
@@ -55,5 +55,5 @@ def small_data_dir(tmp_path_factory) -> Path:
 def fast_config(tmp_path_factory) -> Path:
     """A training config file with a fast evaluation and rare log lines."""
     path = tmp_path_factory.mktemp("config") / "fast.yaml"
-    path.write_text(yaml.safe_dump({"evaluation": FAST_EVALUATION, "log_interval": 1000}))
+    path.write_text(yaml.safe_dump({"evaluation": RUN_EVALUATION, "log_interval": 1000}))
     return path

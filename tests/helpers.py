@@ -38,9 +38,12 @@ def training_encoding(checkpoint: Path, frames: np.ndarray) -> np.ndarray:
         return model.encode(frames_to_tensor(frames)).numpy()
 
 
-# Evaluation settings small enough for tests: a few video frames, samples and timing repeats.
+# Evaluation settings small enough for tests: a few video frames, samples and timing repeats;
+# FAST_EVALUATION for evaluate_run, RUN_EVALUATION for the training runs of the fast_config fixture.
 FAST_EVALUATION = {"video_frames": 6, "timing_repeats": 2, "timing_warmup": 0, "vae_samples": 6,
                    "latent_walk_steps": 4}
+RUN_EVALUATION = {"video_frames": 12, "timing_repeats": 3, "timing_warmup": 1, "vae_samples": 4,
+                  "latent_walk_steps": 3}
 FRAME_FILES = ("training_samples.npy", "test_samples.npy")
 
 

@@ -20,7 +20,7 @@ from gym_autoencoder import load_checkpoint, load_model
 from gym_autoencoder.training.autoencoder_training import build_parser, command_line_settings, main
 from gym_autoencoder.training.config import default_config
 from gym_autoencoder.training.loop import read_state
-from tests.helpers import FAST_EVALUATION, training_args
+from tests.helpers import RUN_EVALUATION, training_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # in-process runs; scripts get --threads 1
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_the_script_trains_evaluates_and_writes_every_artefact(data_dir, fast_co
     video = cv2.VideoCapture(str(run / "reconstruction.mp4"))
     ok, frame = video.read()
     assert ok and frame.shape == (4 * 64 + 28, 2 * 4 * 64, 3)
-    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == FAST_EVALUATION["video_frames"]
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == RUN_EVALUATION["video_frames"]
     assert cv2.imread(str(run / "recon_grid.png")).shape == (2 * 128, 8 * 128, 3)
     assert cv2.imread(str(run / "loss_curve.png")) is not None
 
