@@ -13,6 +13,7 @@ from gym_autoencoder.data_generation.heist_render import (
     occluder_boxes,
     pixel_counts,
 )
+from gym_autoencoder.data_generation.heist_oracle import oracle_directions
 from gym_autoencoder.data_generation.labels import VISIBLE_FRACTION, WALLS_RADIUS
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 from gym_autoencoder.procgen_batch import ProcgenBatch
@@ -70,6 +71,7 @@ def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
         "held_keys": np.stack([s.has_keys for s in parsed]),
         "walls": walls_around(batch),
         "level_steps": np.array([s.cur_time for s in parsed], np.int32),
+        "oracle_direction": oracle_directions(parsed),
     }
     if not np.array_equal(labels["level_seeds"], capture.level_seeds):
         raise RuntimeError("emulator states and observations disagree on level seeds")

@@ -37,5 +37,8 @@ LABEL_ARRAYS: dict[str, str] = {
     "walls": "(N, 9, 9) bool wall cells around the agent's cell [4, 4]; row 0 is north (y + 4), "
     "column 0 is west (x - 4); cells outside the maze count as walls",
     "level_steps": "(N,) int32 steps since the level started",
+    "oracle_direction": "(N,) int8 first step of a shortest path to the agent's goal (the gem if "
+    "reachable, else the nearest reachable key not held): 0 up, 1 down, 2 left, 3 right, -1 none; "
+    "an evaluation label (heist_oracle.py)",
 }
 TARGET_CLASS_DOC = "(N,) int8 the class frame i was drawn for: k, or -1 for a frame without objects"

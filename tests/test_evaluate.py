@@ -58,6 +58,9 @@ def test_label_based_metrics_when_the_test_set_has_labels(data_dir, tmp_path):
         accuracies = [a for a in values[probe]["balanced_accuracy"].values() if a is not None]
         assert accuracies and all(0 <= a <= 1 for a in accuracies)
         assert values[probe]["mean"] == pytest.approx(np.mean(accuracies))
+    policy = values["policy_probe"]
+    assert 0 < policy["frames"] <= 48 and policy["chance"] == 0.25
+    assert 0 <= policy["latent"] <= 1 and 0 <= policy["pixels"] <= 1
     with np.load(run / "metrics.npz") as arrays:
         assert arrays["object_errors"].shape == (48, 7)
         assert arrays["latent_probe"].shape == (7,)
@@ -68,7 +71,7 @@ def test_conv_unpool_without_labels_reports_psnr_with_the_latent_zeroed(unlabell
     run = untrained_run(tmp_path / "unpool", "Conv_Unpool", unlabelled_dir)
     values = evaluate_run(run, evaluation=FAST_EVALUATION)
     assert math.isfinite(values["test"]["psnr_zeroed_latent_db"])
-    for key in ("object_fidelity", "latent_probe", "pixel_probe"):
+    for key in ("object_fidelity", "latent_probe", "pixel_probe", "policy_probe"):
         assert values[key] == {"absent": "no test_labels.npz next to the test frames (test split)"}
     assert json.loads((run / "metrics.json").read_text())["object_fidelity"] == values["object_fidelity"]
 
@@ -113,3 +116,14 @@ def test_loss_curves_of_a_log_objective_are_drawn_on_a_linear_scale(tmp_path):
     blue, orange = np.array([180, 119, 31]), np.array([14, 127, 255])  # matplotlib's first two, BGR
     for colour in (blue, orange):
         assert (np.abs(image.astype(int) - colour).sum(axis=2) < 40).sum() > 300
+
+
+def test_a_data_set_made_before_the_oracle_labels_marks_the_policy_probe_absent(data_dir, tmp_path):
+    older = copy_frames(data_dir, tmp_path / "older")
+    for split in ("training", "test"):
+        with np.load(data_dir / f"{split}_labels.npz") as labels:
+            np.savez(older / f"{split}_labels.npz", **{k: labels[k] for k in labels.files if k != "oracle_direction"})
+    values = evaluate_run(untrained_run(tmp_path / "old", "Conv_Maxpool", older), evaluation=FAST_EVALUATION)
+    assert values["policy_probe"] == {
+        "absent": "the test labels hold no oracle_direction (made before it); regenerate the data"}
+    assert values["latent_probe"]["mean"] is not None

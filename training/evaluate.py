@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gym_autoencoder.data_generation.heist_oracle import DIRECTIONS
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.atomic import atomic_path, atomic_write_text
 from gym_autoencoder.autoencoder import resolve_device
@@ -100,6 +101,7 @@ def label_arrays(split: Split) -> tuple[dict[str, np.ndarray] | None, str | None
     missing = [key for key, value in arrays.items() if value is None]
     if missing:
         return None, f"{split.labels_path} lacks {', '.join(missing)}"
+    arrays["oracle_direction"] = split.label("oracle_direction")  # None in data sets made before it
     return arrays, None
 
 
@@ -161,7 +163,7 @@ def reconstruction_metrics(model: BaseAutoencoder, result: EvaluationPass) -> tu
 
 
 def label_metrics(result: EvaluationPass, labels: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Object fidelity and the latent and pixel probes, with their arrays."""
+    """Object fidelity, the latent and pixel visibility probes and the policy probe, with their arrays."""
     arrays = {"object_errors": result.stacked("object_errors")}
     values = {"object_fidelity": metrics.fidelity_summary(arrays["object_errors"], OBJECT_CLASSES)}
     for key, features, described in (
@@ -170,7 +172,22 @@ def label_metrics(result: EvaluationPass, labels: dict[str, np.ndarray]) -> tupl
     ):
         arrays[key] = metrics.logistic_probe(features, labels["visible"])
         values[key] = metrics.probe_summary(arrays[key], OBJECT_CLASSES, described)
+    values["policy_probe"] = policy_probe(result, labels)
     return values, arrays
+
+
+def policy_probe(result: EvaluationPass, labels: dict[str, np.ndarray]) -> dict[str, Any]:
+    """How well the encoding, and 16x16 pixels for reference, tell the oracle direction."""
+    directions = labels["oracle_direction"]
+    if directions is None:
+        return {"absent": "the test labels hold no oracle_direction (made before it); regenerate the data"}
+    return {
+        "latent": metrics.policy_probe(result.stacked("encodings"), directions),
+        "pixels": metrics.policy_probe(result.stacked("pixels"), directions),
+        "frames": int((directions >= 0).sum()),
+        "chance": 1 / len(DIRECTIONS),
+        "directions": list(DIRECTIONS),
+    }
 
 
 def vae_views(
@@ -259,7 +276,7 @@ def compute_evaluation(
     }
     if labels is None:
         absent = {"absent": labels_absent}
-        values.update(object_fidelity=absent, latent_probe=absent, pixel_probe=absent)
+        values.update(object_fidelity=absent, latent_probe=absent, pixel_probe=absent, policy_probe=absent)
     else:
         label_values, label_array = label_metrics(result, labels)
         values.update(label_values)

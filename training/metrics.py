@@ -10,22 +10,31 @@ Definitions (the numbers in ``metrics.json`` follow them):
   emulator labels) is one object; its error is the mean absolute RGB error (in [0, 1]) over
   its sprite pixels; it is *faithful* when that error is below 0.15. Per class the share of
   faithful objects; overall the unweighted mean of those shares over the classes present.
-* Probe: a logistic regression per object class on standardised features, trained on the
-  first 2/3 of the test frames and scored on the rest by balanced accuracy (mean of the
-  true-positive and true-negative rates) of "this class is visible"; classes weighted to
-  balance in training. The L2 penalty is chosen per class from PROBE_L2_GRID (times 1 / the
-  number of training frames) by 3-fold cross-validation on the training rows alone: wide
-  encodings (1152 floats) need a stronger penalty than 32-float ones, and the scored third
-  never takes part in the choice.
+* Probes (scikit-learn's logistic regression): standardised features, trained on the first 2/3
+  of the test frames and scored on the rest by balanced accuracy (the mean recall over the
+  classes), classes weighted to balance in training. The L2 penalty (C = 1 / l2 for l2 in
+  PROBE_L2_GRID) is chosen by 3-fold stratified cross-validation on the training rows alone:
+  wide encodings (1152 floats) need a stronger penalty than 32-float ones, and the scored third
+  never takes part in the choice. The visibility probe fits one such probe per object class
+  ("this class is visible"); the policy probe one over the four oracle directions (the first
+  step towards the agent's goal, data_generation/heist_oracle.py; chance 0.25), on the frames
+  that have one.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from gym_autoencoder.model_stubs.base import ERROR_FLOOR
 
@@ -35,6 +44,7 @@ PROBE_TRAIN_FRACTION = 2 / 3
 PROBE_PIXELS = 16
 PROBE_L2_GRID = (1.0, 10.0, 100.0, 1000.0)
 PROBE_FOLDS = 3
+PROBE_MAX_ITER = 500
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = 0.01**2
@@ -122,87 +132,46 @@ def fidelity_summary(errors: np.ndarray, class_names: tuple[str, ...]) -> dict:
 
 
 def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean of the true-positive and true-negative rates; NaN unless both classes occur."""
-    truth, predicted = truth.astype(bool), predicted.astype(bool)
-    if truth.all() or not truth.any():
+    """The mean recall over the classes of ``truth``; NaN unless it holds at least two classes."""
+    if len(np.unique(truth)) < 2:
         return math.nan
-    return float(0.5 * (predicted[truth].mean() + (~predicted[~truth]).mean()))
+    return float(balanced_accuracy_score(truth, predicted))
 
 
-def _fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, l2: torch.Tensor, max_iter: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One class-balanced logistic regression per column of ``y`` on standardised ``x``.
+def probe_accuracy(features: np.ndarray, target: np.ndarray) -> float:
+    """Balanced accuracy of a logistic probe from ``features`` to the classes of ``target``.
 
-    Column j gets the L2 penalty ``l2[j] / len(x)``. All columns are fitted together,
-    in one pass over ``x`` per step. Returns the weights, biases and the
-    standardisation's mean and scale.
+    Fitted on the first PROBE_TRAIN_FRACTION of the rows (standardised, classes weighted to
+    balance, the penalty chosen by PROBE_FOLDS-fold cross-validation on those rows alone) and
+    scored on the rest; NaN where a class has fewer fitted rows than folds or the scored rows
+    hold fewer than two classes.
     """
-    mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
-    x = (x - mean) / std
-    positives = y.mean(0)
-    sample_weight = torch.where(
-        y > 0, 0.5 / positives.clamp_min(1e-12), 0.5 / (1 - positives).clamp_min(1e-12)
+    x = np.asarray(features, np.float32).reshape(len(features), -1)
+    cut = int(round(len(x) * PROBE_TRAIN_FRACTION))
+    classes, counts = np.unique(target[:cut], return_counts=True)
+    if len(classes) < 2 or counts.min() < PROBE_FOLDS or len(np.unique(target[cut:])) < 2:
+        return math.nan
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=PROBE_MAX_ITER)),
+        {"logisticregression__C": [1.0 / l2 for l2 in PROBE_L2_GRID]},
+        cv=PROBE_FOLDS,
+        scoring="balanced_accuracy",
     )
-    weight = torch.zeros(x.shape[1], y.shape[1], dtype=x.dtype, requires_grad=True)
-    bias = torch.zeros(y.shape[1], dtype=x.dtype, requires_grad=True)
-    optimiser = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
-    penalty = l2 / len(x)
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(x @ weight + bias, y, reduction="none")
-        total = (sample_weight * loss).mean(0).sum() + 0.5 * (penalty * weight**2).sum()
-        total.backward()
-        return total
-
-    optimiser.step(closure)
-    return weight.detach(), bias.detach(), mean, std
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x[:cut], target[:cut])
+    return balanced_accuracy(target[cut:], search.predict(x[cut:]))
 
 
-def _probe_accuracy(
-    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: np.ndarray, max_iter: int
-) -> np.ndarray:
-    """(G, K) balanced accuracy on the test rows of probes fitted on the training rows, one per
-    L2 penalty in PROBE_L2_GRID (G) and target column (K)."""
-    grid, columns = len(PROBE_L2_GRID), y_train.shape[1]
-    l2 = torch.tensor(PROBE_L2_GRID, dtype=x_train.dtype).repeat_interleave(columns)
-    weight, bias, mean, std = _fit_logistic(x_train, y_train.repeat(1, grid), l2, max_iter)
-    predicted = ((((x_test - mean) / std) @ weight + bias) > 0).numpy().reshape(len(x_test), grid, columns)
-    return np.array([
-        [balanced_accuracy(y_test[:, k], predicted[:, g, k]) for k in range(columns)] for g in range(grid)
-    ])
+def logistic_probe(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(K,) :func:`probe_accuracy` of each column of the (N, K) bool ``targets``."""
+    return np.array([probe_accuracy(features, targets[:, k]) for k in range(targets.shape[1])])
 
 
-def logistic_probe(features: np.ndarray, targets: np.ndarray, max_iter: int = 200) -> np.ndarray:
-    """(K,) balanced accuracy of a logistic probe per target column; NaN where not measurable.
-
-    Trained on the first PROBE_TRAIN_FRACTION of the rows, with its L2 penalty chosen by
-    cross-validation on those rows, and scored on the rest (see module doc).
-    """
-    cut = int(round(len(features) * PROBE_TRAIN_FRACTION))
-    x = torch.as_tensor(np.asarray(features).reshape(len(features), -1), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
-    positives = y[:cut].mean(0)
-    fit = ((positives > 0) & (positives < 1)).numpy()
-    result = np.full(y.shape[1], np.nan)
-    if not fit.any():
-        return result
-    x_train, y_train = x[:cut], y[:cut][:, fit]
-    rows = np.arange(cut)
-    fold_scores = []
-    for held in np.array_split(rows, PROBE_FOLDS):
-        kept = np.setdiff1d(rows, held)
-        fold_scores.append(
-            _probe_accuracy(x_train[kept], y_train[kept], x_train[held], y_train[held].numpy(), max_iter)
-        )
-    per_fold = np.array(fold_scores)
-    measured = np.isfinite(per_fold)
-    cv_accuracy = np.where(measured, per_fold, 0).sum(0) / np.maximum(measured.sum(0), 1)
-    chosen = cv_accuracy.argmax(0)
-    accuracy = _probe_accuracy(x_train, y_train, x[cut:], y[cut:][:, fit].numpy(), max_iter)
-    result[fit] = accuracy[chosen, np.arange(len(chosen))]
-    return result
+def policy_probe(features: np.ndarray, directions: np.ndarray) -> float:
+    """:func:`probe_accuracy` of the oracle direction (4 classes, chance 0.25) on the frames that have one."""
+    known = directions >= 0
+    return probe_accuracy(np.asarray(features)[known], directions[known])
 
 
 def probe_summary(accuracy: np.ndarray, class_names: tuple[str, ...], features: str) -> dict:
