@@ -44,6 +44,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "scikit-learn>=1.3",
     ],
     extras_require={
         "test": ["pytest>=7", "stable-baselines3>=2.3", "scikit-image>=0.22"],
