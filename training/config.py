@@ -35,6 +35,7 @@ RESUMABLE_CHANGES = frozenset(
 # Settings added after runs were first stored, with the value those older runs trained under.
 ADDED_SETTINGS = {
     "loss_reduction": "mean", "init_from": "", "object_class_balance": False, "visibility_weight": 0.0,
+    "state_weight": 0.0,
 }
 
 
@@ -169,6 +170,7 @@ class Recipe(Settings):
     object_pixel_weight: float = _positive("a number > 0 (1 = plain MSE)")
     object_class_balance: bool
     visibility_weight: float = _at_least(0, "a number >= 0 (0 = no visibility head)")
+    state_weight: float = _at_least(0, "a number >= 0 (0 = no state head)")
     loss_reduction: str = _one_of(LOSS_REDUCTIONS)
     init_from: str
     generate: GenerateSettings

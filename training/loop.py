@@ -26,7 +26,7 @@ from gym_autoencoder.model_stubs import BaseAutoencoder
 from gym_autoencoder.payload import load_payload, save_payload
 from gym_autoencoder.training.config import Recipe
 from gym_autoencoder.training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
-from gym_autoencoder.training.visibility import VisibilityHead, head_accuracy, visibility_labels, warm_start
+from gym_autoencoder.training.heads import LabelHead, head_accuracy, state_labels, visibility_labels, warm_start
 
 STATE_FORMAT = "gym_autoencoder.training_state"
 STATE_VERSION = 1
@@ -83,15 +83,19 @@ def _record_epoch(state: TrainingState, recipe: Recipe, improved: bool) -> None:
             state.plateau_wait = 0
 
 
+# The auxiliary heads by name: the recipe setting that weighs each, its labels, whether balanced.
+HEADS = {"visibility": ("visibility_weight", visibility_labels, True), "state": ("state_weight", state_labels, False)}
+
+
 @dataclass
 class Objective:
-    """What the loss needs beside the model and the frames: per split (by name), the pixel weights
-    and the visibility labels, and the auxiliary visibility head (None when its weight is 0)."""
+    """What the loss needs beside the model and the frames: per split (by name), the pixel weights,
+    and the auxiliary heads whose weight is not 0, with their labels per split."""
 
     reduction: str
     weights: dict[str, PixelWeights | None]
-    visible: dict[str, np.ndarray]
-    head: VisibilityHead | None
+    heads: dict[str, LabelHead]
+    labels: dict[str, dict[str, np.ndarray]]  # head name -> split name -> (N, columns) float32
 
     @classmethod
     def for_recipe(cls, model: BaseAutoencoder, recipe: Recipe, dataset: Dataset) -> "Objective":
@@ -99,32 +103,33 @@ class Objective:
         scale = class_balance(dataset.train, factor) if recipe.object_class_balance else None
         splits = (dataset.train, dataset.test)
         weights = {split.name: pixel_weights(split, factor, scale) for split in splits}
-        strength = recipe.visibility_weight
-        if not strength:
-            return cls(recipe.loss_reduction, weights, {}, None)
-        visible = {split.name: visibility_labels(split, strength) for split in splits}
-        head = VisibilityHead(model.encoding_shape, visible[dataset.train.name], strength)
-        return cls(recipe.loss_reduction, weights, visible, head)
+        heads, labels = {}, {}
+        for name, (setting, read, balanced) in HEADS.items():
+            strength = getattr(recipe, setting)
+            if strength:
+                labels[name] = {split.name: read(split, strength) for split in splits}
+                heads[name] = LabelHead(model.encoding_shape, labels[name][dataset.train.name], strength, balanced)
+        return cls(recipe.loss_reduction, weights, heads, labels)
 
     def modules(self, model: BaseAutoencoder) -> nn.ModuleList:
-        """The model and the head: what trains, switches mode and is saved together."""
-        return nn.ModuleList([model] if self.head is None else [model, self.head])
+        """The model and the heads: what trains, switches mode and is saved together."""
+        return nn.ModuleList([model, *self.heads.values()])
 
     def loss(
         self, model: BaseAutoencoder, split: Split, x: torch.Tensor, rows: np.ndarray | slice,
         device: torch.device,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The loss of the batch ``x`` (frames ``rows`` of ``split``): the model's, plus the head's
-        when there is one; and the head's logits."""
+        """The loss of the batch ``x`` (frames ``rows`` of ``split``): the model's plus the heads';
+        and the visibility head's logits (None without it)."""
         weights = self.weights[split.name]
         output = model(x)
         loss = model.loss_function(x, output, weights.batch(rows, device) if weights else None,
                                    self.reduction)["loss"]
-        if self.head is None:
-            return loss, None
-        logits = self.head(output["encoding"])
-        visible = torch.as_tensor(self.visible[split.name][rows], device=device)
-        return loss + self.head.loss(logits, visible), logits
+        logits = {}
+        for name, head in self.heads.items():
+            logits[name] = head(output["encoding"])
+            loss = loss + head.loss(logits[name], torch.as_tensor(self.labels[name][split.name][rows], device=device))
+        return loss, logits.get("visibility")
 
 
 def make_optimiser(modules: nn.Module, recipe: Recipe) -> torch.optim.Adam:
@@ -135,7 +140,7 @@ def make_optimiser(modules: nn.Module, recipe: Recipe) -> torch.optim.Adam:
 
 def save_state(
     path: Path, model: BaseAutoencoder, optimiser: torch.optim.Optimizer,
-    state: TrainingState, recipe: dict[str, Any], head: VisibilityHead | None = None,
+    state: TrainingState, recipe: dict[str, Any], heads: dict[str, LabelHead] | None = None,
 ) -> None:
     """Write everything a resumed run needs to ``path``, atomically, as plain data."""
     save_payload(path, STATE_FORMAT, STATE_VERSION, {
@@ -143,7 +148,7 @@ def save_state(
         "recipe": recipe,
         "state": asdict(state),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "visibility_head": {} if head is None else head.state_dict(),
+        **{f"{name}_head": (heads or {})[name].state_dict() if name in (heads or {}) else {} for name in HEADS},
         "optimiser": optimiser.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -160,12 +165,12 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
 
 def restore_state(
     payload: dict[str, Any], model: BaseAutoencoder, optimiser: torch.optim.Optimizer,
-    head: VisibilityHead | None = None,
+    heads: dict[str, LabelHead] | None = None,
 ) -> TrainingState:
-    """Load the saved model, head, optimiser and RNG into place and return the run's counters."""
+    """Load the saved model, heads, optimiser and RNG into place and return the run's counters."""
     model.load_state_dict(payload["model"])
-    if head is not None:
-        head.load_state_dict(payload["visibility_head"])
+    for name, head in (heads or {}).items():
+        head.load_state_dict(payload[f"{name}_head"])
     optimiser.load_state_dict(payload["optimiser"])
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] and torch.cuda.is_available():
@@ -188,7 +193,7 @@ def held_out_loss(
             total += float(loss) * len(x)
             if batch_logits is not None:
                 logits.append(batch_logits.cpu())
-    accuracy = head_accuracy(torch.cat(logits), objective.visible[split.name]) if logits else None
+    accuracy = head_accuracy(torch.cat(logits), objective.labels["visibility"][split.name]) if logits else None
     return total / len(split), accuracy
 
 
@@ -249,15 +254,15 @@ def train(
     modules = objective.modules(model).to(device)
     optimiser = make_optimiser(modules, recipe)
     state = (
-        restore_state(resume_from, model, optimiser, objective.head) if resume_from else TrainingState()
+        restore_state(resume_from, model, optimiser, objective.heads) if resume_from else TrainingState()
     )
     state_path = run_dir / "checkpoints" / "last.pt"
     best_path = run_dir / f"{run_dir.name}.pt"
     if recipe.init_from and not resume_from:
-        if objective.head is not None:
-            head_loss = warm_start(objective.head, model, dataset.train,
-                                   objective.visible[dataset.train.name], device, seed=recipe.seed)
-            say(f"{run_dir.name}: visibility head fitted to the initial encoding (loss {head_loss:.4f})")
+        for name, head in objective.heads.items():
+            head_loss = warm_start(head, model, dataset.train, objective.labels[name][dataset.train.name],
+                                   device, seed=recipe.seed)
+            say(f"{run_dir.name}: {name} head fitted to the initial encoding (loss {head_loss:.4f})")
         initial = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size, device)[0]
         say(f"{run_dir.name}: test loss of the initial weights {initial:.5f}")
 
@@ -285,7 +290,7 @@ def train(
             save_checkpoint(best_path, model, {
                 **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
             })
-        save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.head)
+        save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.heads)
         say(
             f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}"
             + ("" if visibility is None else f"  visibility head {visibility:.3f}")

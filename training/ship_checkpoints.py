@@ -92,10 +92,10 @@ def shipped_entries(directory: Path) -> list[dict[str, Any]]:
 def loss_text(recipe: dict[str, Any]) -> str:
     """The loss settings of a recipe, as the card states them."""
     balance = " (class-balanced)" if recipe.get("object_class_balance") else ""
-    visibility = recipe.get("visibility_weight", 0.0)
-    head = f", visibility head weight {visibility}" if visibility else ""
+    heads = "".join(f", {name} head weight {recipe[f'{name}_weight']}"
+                    for name in ("visibility", "state") if recipe.get(f"{name}_weight"))
     return (f"object pixel weight {recipe.get('object_pixel_weight')}{balance}, "
-            f"loss reduction {recipe.get('loss_reduction', 'mean')}{head}")
+            f"loss reduction {recipe.get('loss_reduction', 'mean')}{heads}")
 
 
 def rates_text(recipe: dict[str, Any], rates: list[float] | None) -> str:
