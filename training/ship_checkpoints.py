@@ -187,6 +187,12 @@ def data_lines(metadata: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
     ]
 
 
+def policy(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The policy probe's figures of an evaluation; None each (0 frames) where it was not measured."""
+    probe = metrics.get("policy_probe") or {}
+    return {"latent": probe.get("latent"), "pixels": probe.get("pixels"), "frames": probe.get("frames", 0)}
+
+
 def model_section(entry: dict[str, Any], notes: str = "") -> str:
     """The model card's section for one shipped model."""
     architecture, metrics, metadata = entry["architecture"], entry["metrics"], entry["metadata"]
@@ -254,6 +260,12 @@ def model_section(entry: dict[str, Any], notes: str = "") -> str:
         f"| **mean** | | **{_fmt(fidelity['mean'], 3)}** | **{_fmt(latent['mean'], 3)}** | "
         f"{_fmt(pixel['mean'], 3)} |"
     )
+    measured = policy(metrics)
+    lines += ["", (
+        f"Policy probe: {_fmt(measured['latent'], 3)} from the encoding, {_fmt(measured['pixels'], 3)} from "
+        f"{PROBE_PIXELS}x{PROBE_PIXELS} pixels, on the {measured['frames']} test frames with an oracle direction."
+        if measured["frames"] else "Policy probe: not measured (evaluated on data made before the oracle labels)."
+    )]
     lines += ["", "| threshold | measured | met |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in thresholds(entry)]
     return "\n".join(lines) + "\n"
@@ -320,15 +332,19 @@ def model_card(entries: list[dict[str, Any]], notes: str = "") -> str:
         f"below {FIDELITY_THRESHOLD}, per class and the unweighted mean over the 7 classes; latent probe = balanced",
         "accuracy of a logistic regression on standardised encodings (2/3 of the test frames to fit,",
         f"its L2 penalty chosen by {PROBE_FOLDS}-fold cross-validation within them, 1/3 to score)",
-        f"predicting each class's visibility; pixel probe = the same on {PROBE_PIXELS}x{PROBE_PIXELS} pixels.",
+        f"predicting each class's visibility; pixel probe = the same on {PROBE_PIXELS}x{PROBE_PIXELS} pixels;",
+        "policy probe = the same kind of probe predicting the oracle direction (the first step of a shortest",
+        "path to the gem, or to the nearest reachable key first; 4 classes, chance 0.25), on the encoding and",
+        f"on {PROBE_PIXELS}x{PROBE_PIXELS} pixels (n/a: evaluated on data made before the oracle labels).",
         f"Quality thresholds each model is compared with: PSNR >= {PSNR_THRESHOLD:g} dB, latent probe >= "
         f"{PROBE_THRESHOLD:.2f},",
         f"object fidelity >= {FIDELITY_DEFAULT_THRESHOLD:.2f} ({fidelity_exceptions}), and PSNR >= "
         f"{CONV_UNPOOL_PSNR_THRESHOLD:g} dB for Conv_Unpool.",
         "Epochs: those behind the weights a model's last run started from, plus that run's own.",
         "",
-        "| model | env id | encoding | parameters | epochs | PSNR dB | fidelity | latent probe | pixel probe |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | env id | encoding | parameters | epochs | PSNR dB | fidelity | latent probe | pixel probe "
+        "| policy probe | policy, pixels |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in entries:
         m = entry["metrics"]
@@ -337,7 +353,8 @@ def model_card(entries: list[dict[str, Any]], notes: str = "") -> str:
             f"{int(np.prod(entry['encoding_shape']))} | {entry['parameters']:,} | "
             f"{epochs_text(m['training'])} | {m['test']['psnr_db']:.2f} | "
             f"{_fmt(m['object_fidelity']['mean'], 3)} | {_fmt(m['latent_probe']['mean'], 3)} | "
-            f"{_fmt(m['pixel_probe']['mean'], 3)} |"
+            f"{_fmt(m['pixel_probe']['mean'], 3)} | {_fmt(policy(m)['latent'], 3)} | "
+            f"{_fmt(policy(m)['pixels'], 3)} |"
         )
     body = [model_section(entry, per_model.get(entry["architecture"], "")) for entry in entries]
     return "\n".join(header) + "\n\n" + "\n".join(general + body)
