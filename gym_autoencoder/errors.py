@@ -22,3 +22,7 @@ class UnknownModelError(GymAutoencoderError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class StorageError(GymAutoencoderError, OSError):
+    """An output cannot be written: its directory is read-only, or the disk is full."""
