@@ -23,7 +23,7 @@ from tqdm import tqdm
 from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.model_stubs import BaseAutoencoder
-from gym_autoencoder.payload import load_payload, save_payload
+from gym_autoencoder.payload import check_weights, load_payload, save_payload
 from gym_autoencoder.training.config import Recipe
 from gym_autoencoder.training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
 from gym_autoencoder.training.visibility import VisibilityHead, head_accuracy, visibility_labels, warm_start
@@ -152,10 +152,13 @@ def save_state(
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
     """The training state saved at ``path``, checked."""
-    return load_payload(
-        path, STATE_FORMAT, STATE_VERSION, kind="training state", writer="gym-autoencoder-train",
-        fix="delete the run directory's checkpoints/ folder to start over",
+    kind, fix = "training state", "delete the run directory's checkpoints/ folder to start over"
+    payload = load_payload(
+        path, STATE_FORMAT, STATE_VERSION, kind=kind, writer="gym-autoencoder-train", fix=fix,
+        required=("architecture", "recipe", "state", "model"),
     )
+    check_weights(payload, "model", path, kind, fix)
+    return payload
 
 
 def restore_state(
