@@ -22,7 +22,7 @@ from gym_autoencoder.errors import StorageError
 
 COMMIT_JOURNAL = ".commit.json"
 _RANDOM = re.compile(r"^[a-z0-9_]{8}$")  # mkstemp's random part
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST)
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.ENOENT)
 
 
 def is_temporary_of(name: str, target: str) -> bool:
