@@ -139,14 +139,18 @@ def finish_commit(directory: str | os.PathLike) -> bool:
     journal = directory / COMMIT_JOURNAL
     if not journal.is_file():
         return False
-    renames = json.loads(journal.read_text(encoding="utf-8"))
-    for name, tmp_name in renames.items():
-        if "/" in name or not is_temporary_of(tmp_name, name):
+    try:
+        renames = json.loads(journal.read_text(encoding="utf-8"))
+    except ValueError:  # not written by commit_together, which writes it whole
+        renames = {}
+    for name, tmp_name in (renames.items() if isinstance(renames, dict) else ()):
+        if not isinstance(name, str) or not isinstance(tmp_name, str) or "/" in name + tmp_name \
+                or not is_temporary_of(tmp_name, name):
             continue  # not a journal of commit_together: leave the files alone
         with contextlib.suppress(FileNotFoundError):  # renamed before the interruption
             os.replace(directory / tmp_name, directory / name)
     _fsync_directory(directory)
-    journal.unlink()
+    journal.unlink(missing_ok=True)  # a concurrent reader may have finished first
     return True
 
 

@@ -89,3 +89,12 @@ def test_an_interrupted_commit_is_completed_in_order(tmp_path):
 
 def tree(directory):
     return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_a_journal_not_written_by_a_commit_renames_nothing(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    for journal in ("not json", json.dumps(["a", "b"]), json.dumps({"../x": ".x.abcdefgh.tmp"}),
+                    json.dumps({"keep.txt": "other.txt"})):
+        (tmp_path / COMMIT_JOURNAL).write_text(journal)
+        assert finish_commit(tmp_path)
+        assert tree(tmp_path) == {"keep.txt": b"mine"}

@@ -157,6 +157,8 @@ def open_dataset(data_dir: str | os.PathLike) -> Dataset:
 
 
 def data_present(data_dir: str | os.PathLike) -> bool:
+    if Path(data_dir).is_dir():
+        complete_generation(Path(data_dir))
     return all((Path(data_dir) / frames).is_file() for frames, _ in SPLIT_FILES.values())
 
 
