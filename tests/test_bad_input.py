@@ -213,6 +213,7 @@ def test_hand_made_checkpoints_with_a_bad_state_dict_are_refused(state_dict, tmp
     (["--weight-decay", "inf"], "weight_decay must be a finite number, got inf"),
     (["--seed", str(2**64)], "seed must be an integer from 0 to 9223372036854775807"),
     (["--threads", "100000"], "threads must be an integer from 0 to 1024"),
+    (["--arch", "kl_weight=inf"], "arch must be architecture arguments whose numbers are finite"),
     (["--config", "{latin1}"], "is not UTF-8 text (byte 13); save it as UTF-8 YAML"),
 ])
 def test_bad_training_settings_are_one_line_and_exit_2(flags, message, small_data_dir, tmp_path, capsys):

@@ -191,7 +191,10 @@ class Recipe(Settings):
     init_from: str
     generate: GenerateSettings
     evaluation: EvaluationSettings
-    arch: dict[str, Any]
+    arch: dict[str, Any] = _setting(
+        lambda arch: all(math.isfinite(v) for v in arch.values() if isinstance(v, float)),
+        "architecture arguments whose numbers are finite",
+    )
     model: str
 
 
