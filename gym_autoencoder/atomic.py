@@ -22,7 +22,10 @@ from gym_autoencoder.errors import StorageError
 
 COMMIT_JOURNAL = ".commit.json"
 _RANDOM = re.compile(r"^[a-z0-9_]{8}$")  # mkstemp's random part
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.ENOENT)
+# What a full disk or an unwritable directory (read-only, not ours, not a directory) raises
+_STORAGE_ERRNOS = (
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.ENOENT,
+)
 
 
 def is_temporary_of(name: str, target: str) -> bool:
@@ -156,7 +159,10 @@ def finish_commit(directory: str | os.PathLike) -> bool:
 
 def reserve_space(path: str | os.PathLike, size: int) -> None:
     """Allocate ``size`` bytes to the file ``path`` now, so that a full disk shows here as an
-    OSError (ENOSPC) rather than later, when a memory-mapped write would kill the process."""
+    OSError (ENOSPC) rather than later, when a memory-mapped write would kill the process.
+    Where the system has no ``posix_fallocate`` (macOS) nothing is reserved."""
+    if not hasattr(os, "posix_fallocate"):
+        return
     fd = os.open(path, os.O_RDWR)
     try:
         os.posix_fallocate(fd, 0, size)

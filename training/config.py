@@ -278,7 +278,9 @@ def read_yaml(path: str | os.PathLike) -> dict:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8 YAML") from None
     except OSError as err:
-        raise ConfigError(f"cannot read config file {path} ({err.strerror or err}); pass a readable YAML file") from None
+        raise ConfigError(
+            f"cannot read config file {path} ({err.strerror or err}); pass a readable YAML file"
+        ) from None
     return dict(_mapping(data or {}, str(path)))
 
 
