@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from gym_autoencoder import procgen_games
-from gym_autoencoder.errors import GymAutoencoderError
+from gym_autoencoder.errors import GymAutoencoderError, report_error
 from gym_autoencoder.procgen_games import MAX_SEED
 
 
@@ -110,7 +109,5 @@ def run_cli(parser: argparse.ArgumentParser, generate: Callable[[argparse.Namesp
     try:
         generate(args)
     except (GymAutoencoderError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 2 if isinstance(err, GymAutoencoderError) else 1
+        return report_error(err)
     return 0

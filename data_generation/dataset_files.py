@@ -1,25 +1,29 @@
-"""Writing a dataset directory: frames, labels and a report, atomically and byte-reproducibly.
+"""Writing a dataset directory: frames, labels and a report, all or nothing and byte-reproducibly.
 
-Frames go straight into memory-mapped ``.npy`` files beside their final names, so a run of
-50,000+ frames holds little in memory; every file appears under its final name only once it
-is complete (``gym_autoencoder.atomic``). Label archives carry fixed timestamps, so the same
-run writes the same bytes.
+Frames go straight into memory-mapped ``.npy`` temporaries whose space is allocated up front (a
+full disk is then an error at the start, not a crash mid-way), so a run of 50,000+ frames holds
+little in memory. Frames, labels and ``generation_report.json`` replace the old ones in one step
+(``atomic.commit_together``): a reader sees the old data set or the new one, never a mix, and the
+report records the size and SHA-256 of every part, so a directory whose parts do not belong
+together is refused (``check_parts``). Label archives carry fixed timestamps, so the same run
+writes the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gym_autoencoder.atomic import commit_together, finish_commit, reserve_space, storage_errors, temporary_path
 from gym_autoencoder.data_generation.arguments import check_output_dir
-from gym_autoencoder.atomic import atomic_path, atomic_write_text
 
 SPLITS = ("training", "test")
 FRAME_SHAPE = (64, 64, 3)
@@ -48,14 +52,44 @@ def is_test_level(level_seeds: np.ndarray, test_fraction: float) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < test_fraction
 
 
-def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """Like ``np.savez_compressed``, but atomic and with fixed timestamps (same arrays, same bytes)."""
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Like ``np.savez_compressed``, but with fixed timestamps (same arrays, same bytes)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(info, "w", force_zip64=True) as handle:
                 np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """The size and SHA-256 of the file ``path``, as the report records each part."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def check_parts(directory: str | os.PathLike, names: tuple[str, ...], error: Callable[[str], Exception]) -> None:
+    """Raise ``error`` unless each existing file of ``names`` in ``directory`` is the one its
+    ``generation_report.json`` recorded. A directory without a report (a data set made by hand),
+    or with a report that records no parts, has nothing to check against."""
+    directory = Path(directory)
+    report_path = directory / REPORT_NAME
+    if not report_path.is_file():
+        return
+    try:
+        parts = json.loads(report_path.read_text(encoding="utf-8")).get("parts") or {}
+    except (ValueError, AttributeError):
+        raise error(f"{report_path} is not a generation report; regenerate the data set") from None
+    for name in names:
+        path = directory / name
+        if path.is_file() and name in parts and fingerprint(path) != parts[name]:
+            raise error(
+                f"{path} is not the file {REPORT_NAME} records: the parts of the data set in {directory} "
+                "do not belong together; regenerate the data set"
+            )
 
 
 class DatasetWriter:
@@ -73,16 +107,30 @@ class DatasetWriter:
         self.report: dict[str, Any] = {}
         self._labels: dict[str, dict[str, np.ndarray]] = {split: {} for split in SPLITS}
         self._frames: dict[str, np.ndarray] = {}
+        self._parts: dict[str, Path] = {}  # final name: temporary, in the order they are committed
         self._files = contextlib.ExitStack()
 
     def __enter__(self) -> DatasetWriter:
         check_output_dir(self.output_dir)
-        for split in SPLITS:
-            tmp = self._files.enter_context(atomic_path(samples_path(self.output_dir, split), suffix=".npy"))
-            self._frames[split] = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.uint8, shape=(self.counts[split], *FRAME_SHAPE)
-            )
+        try:
+            with self._storage():
+                finish_commit(self.output_dir)  # an interrupted run's new data set first takes its place
+                for split in SPLITS:
+                    path = samples_path(self.output_dir, split)
+                    tmp = self._files.enter_context(temporary_path(path, suffix=".npy"))
+                    self._frames[split] = np.lib.format.open_memmap(
+                        tmp, mode="w+", dtype=np.uint8, shape=(self.counts[split], *FRAME_SHAPE)
+                    )
+                    reserve_space(tmp, tmp.stat().st_size)
+                    self._parts[path.name] = tmp
+        except BaseException:
+            self._frames.clear()
+            self._files.close()
+            raise
         return self
+
+    def _storage(self) -> contextlib.AbstractContextManager:
+        return storage_errors(self.output_dir, "free some space or choose another --output-dir")
 
     def room(self, split: str) -> int:
         """How many more frames ``split`` takes."""
@@ -106,19 +154,26 @@ class DatasetWriter:
         return take
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
-        if exc_type is None:
-            try:
-                self._finish()
-            except BaseException as err:
-                self._files.__exit__(type(err), err, err.__traceback__)
-                raise
-        return self._files.__exit__(exc_type, exc, tb)  # renames on success, deletes on error
+        try:
+            if exc_type is None:
+                with self._storage():
+                    self._finish()
+        finally:
+            self._frames.clear()
+            self._files.close()  # removes whatever was not committed
+        return None
 
     def _finish(self) -> None:
         if not self.complete:
             raise RuntimeError(f"dataset incomplete: {self.filled} of {self.counts} frames")
         for split in SPLITS:
             self._frames[split].flush()
-            save_npz(labels_path(self.output_dir, split), self._labels[split])
         self._frames.clear()
-        atomic_write_text(self.output_dir / REPORT_NAME, json.dumps(self.report, indent=2) + "\n")
+        for split in SPLITS:
+            path = labels_path(self.output_dir, split)
+            self._parts[path.name] = self._files.enter_context(temporary_path(path, suffix=".npz"))
+            write_npz(self._parts[path.name], self._labels[split])
+        self.report["parts"] = {name: fingerprint(tmp) for name, tmp in self._parts.items()}
+        report = self._files.enter_context(temporary_path(self.output_dir / REPORT_NAME))
+        report.write_text(json.dumps(self.report, indent=2) + "\n", encoding="utf-8")
+        commit_together(self.output_dir, {**self._parts, REPORT_NAME: report})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gym_autoencoder.data_generation.arguments import check_game_mode
+from gym_autoencoder.data_generation.arguments import GenerationError, check_game_mode
 from gym_autoencoder.procgen_batch import ProcgenBatch
 from gym_autoencoder.procgen_games import FORCE_NEW_EPISODE, NUM_ACTIONS, STAND_STILL, ProcgenOptions
 
@@ -48,6 +48,13 @@ class Rollout:
     ) -> None:
         check_game_mode(game, distribution_mode)
         self.games = ProcgenBatch(ProcgenOptions(game, distribution_mode, use_backgrounds), num_envs, seed)
+        time_limit = self.games.time_limit()
+        if random_actions >= time_limit:
+            self.games.close()
+            raise GenerationError(
+                f"random_actions {random_actions} reaches {game}'s time limit of {time_limit} steps, so every "
+                f"level would end before its frame; use fewer than {time_limit} random actions"
+            )
         self.num_envs = num_envs
         self.random_actions = random_actions
         self.rng = np.random.default_rng(seed)

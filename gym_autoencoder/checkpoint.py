@@ -15,7 +15,7 @@ from typing import Any
 from gym_autoencoder._version import __version__
 from gym_autoencoder.errors import CheckpointError, UnknownModelError
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
-from gym_autoencoder.payload import load_payload, save_payload
+from gym_autoencoder.payload import check_weights, load_payload, save_payload
 
 FORMAT_NAME = "gym_autoencoder.checkpoint"
 FORMAT_VERSION = 1
@@ -76,10 +76,14 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | os.PathLike, expected_architecture: str | None = None) -> dict:
     """The checkpoint dict at ``path``, validated; one clear error for each way it can be bad."""
+    kind, fix = "gym_autoencoder checkpoint", "retrain it or restore the file from the package"
     payload = load_payload(
-        path, FORMAT_NAME, FORMAT_VERSION, kind="gym_autoencoder checkpoint", writer="save_checkpoint",
-        fix="retrain it or restore the file from the package", required=REQUIRED_KEYS,
+        path, FORMAT_NAME, FORMAT_VERSION, kind=kind, writer="save_checkpoint", fix=fix, required=REQUIRED_KEYS,
     )
+    check_weights(payload, "state_dict", path, kind, fix)
+    for key, kind_of in (("architecture", str), ("arch_kwargs", dict), ("metadata", dict)):
+        if not isinstance(payload[key], kind_of):
+            raise CheckpointError(f"{kind} {path} is damaged: its {key!r} is not a {kind_of.__name__}; {fix}")
     if expected_architecture is not None and payload["architecture"] != expected_architecture:
         raise CheckpointError(
             f"checkpoint {path} holds a {payload['architecture']} model, expected "

@@ -1,8 +1,15 @@
-"""Exceptions with one-line messages that name the problem and the fix."""
+"""Exceptions with one-line messages that name the problem and the fix, and how the command
+lines report them (:func:`report_error`)."""
+
+from __future__ import annotations
+
+import sys
 
 
 class GymAutoencoderError(Exception):
     """Base class of every error this package raises on bad input."""
+
+    exit_status = 2  # what a command line that stops on it exits with: the input cannot work
 
 
 class CheckpointError(GymAutoencoderError, ValueError):
@@ -22,3 +29,16 @@ class UnknownModelError(GymAutoencoderError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class StorageError(GymAutoencoderError, OSError):
+    """An output cannot be written: its directory is read-only, or the disk is full."""
+
+
+def report_error(err: Exception, prog: str | None = None) -> int:
+    """Print ``err`` as one line, ``[PROG: ]error: MESSAGE``, on stderr; return the exit status:
+    the error's own for this package's errors (2: bad input), 1 for any other (an I/O failure)."""
+    text = str(err).strip()
+    message = text.splitlines()[0] if text else type(err).__name__
+    print(f"{prog + ': ' if prog else ''}error: {message}", file=sys.stderr)
+    return err.exit_status if isinstance(err, GymAutoencoderError) else 1

@@ -57,3 +57,22 @@ def load_payload(
             f"(missing {missing or 'nothing'}); this package reads version {version}"
         )
     return payload
+
+
+def check_weights(payload: dict[str, Any], key: str, path: str | os.PathLike, kind: str, fix: str) -> None:
+    """Raise ``CheckpointError`` unless ``payload[key]`` maps parameter names to tensors, all finite:
+    NaN or infinite weights would make every output NaN."""
+    weights = payload[key]
+    if not isinstance(weights, dict) or not all(
+        isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in weights.items()
+    ):
+        raise CheckpointError(
+            f"{kind} {path} is damaged: its {key!r} is not a mapping of parameter names to tensors; {fix}"
+        )
+    bad = [name for name, value in weights.items()
+           if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise CheckpointError(
+            f"{kind} {path} holds NaN or infinite weights ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); {fix}"
+        )

@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from gym_autoencoder.procgen_games import ProcgenOptions, import_procgen
+from gym_autoencoder.procgen_games import MAX_SEED, ProcgenOptionError, ProcgenOptions, check_count, import_procgen
 from gym_autoencoder.procgen_state import read_state_header
 
 PROCGEN_THREADS = 4  # Procgen's own default for stepping its games in parallel
+MAX_GAMES = 1 << 20  # far more games than memory holds (each needs about 1 MB); beyond, Procgen fails
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -33,13 +35,17 @@ class Observation:
 class ProcgenBatch:
     """``num`` games of ``options`` whose sequence of levels is fixed by ``rand_seed``.
 
-    ``options`` must have passed ``ProcgenOptions.check``: Procgen aborts the process on a game and
-    distribution mode it lacks. ``env`` is the native ``ProcgenGym3Env``.
+    Every value is checked first (``ProcgenOptionError``): Procgen aborts the process on a game
+    and distribution mode it lacks or a value of the wrong type. ``env`` is the native ``ProcgenGym3Env``.
     """
 
     def __init__(
         self, options: ProcgenOptions, num: int, rand_seed: int, num_threads: int = PROCGEN_THREADS
     ) -> None:
+        options.check(ProcgenOptionError)
+        num = check_count("the number of games", num, 1, MAX_GAMES, ProcgenOptionError)
+        rand_seed = check_count("rand_seed", rand_seed, 0, MAX_SEED, ProcgenOptionError)
+        num_threads = check_count("num_threads", num_threads, 0, MAX_THREADS, ProcgenOptionError)
         levels = (
             {} if options.distribution_mode == "exploration"
             else {"start_level": options.start_level, "num_levels": options.num_levels}

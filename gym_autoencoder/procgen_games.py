@@ -1,8 +1,9 @@
 """What this package knows about Procgen's games: actions, seeds, the distribution modes each game
 implements, the checks on a game's options, and a quiet import of ``procgen``.
 
-Procgen aborts the whole process (a C++ assertion) on a game/mode combination it lacks, so every
-``ProcgenGym3Env`` this package makes is made from options that passed ``ProcgenOptions.check``.
+Procgen aborts the whole process (a C++ assertion, or ``fatal: invalid dtype`` for a float) on a
+game/mode combination it lacks or a value of the wrong type or range, so every ``ProcgenGym3Env``
+this package makes is made from values that passed ``ProcgenOptions.check`` and ``check_count``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ import contextlib
 import io
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from gym_autoencoder.errors import GymAutoencoderError
 
 NUM_ACTIONS = 15  # Procgen's action space: 9 movement combinations (one of them none), 6 other keys
 STAND_STILL = 4  # the empty button combination
@@ -40,6 +46,18 @@ GAME_MODES = {
 DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
 
 
+class ProcgenOptionError(GymAutoencoderError, ValueError):
+    """A value that Procgen cannot take (it would abort the process or fail an assertion)."""
+
+
+def check_count(name: str, value: Any, low: int, high: int, error: type[Exception]) -> int:
+    """``value`` as an int, or ``error`` unless it is an integer (not a bool) from ``low`` to ``high``:
+    Procgen reads its options as 32-bit integers."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise error(f"{name} must be >= {low} and <= {high}, an integer, got {value!r}")
+    return int(value)
+
+
 def import_procgen() -> ModuleType:
     """The ``procgen`` module, imported without the notice about the unmaintained ``gym`` that it prints."""
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
@@ -49,9 +67,9 @@ def import_procgen() -> ModuleType:
 
 def check_game_mode(game: str, distribution_mode: str, error: type[Exception]) -> None:
     """Raise ``error`` (the caller's error class) unless ``game`` implements ``distribution_mode``."""
-    if game not in GAME_MODES:
+    if not isinstance(game, str) or game not in GAME_MODES:
         raise error(f"unknown Procgen game {game!r}; choose one of {', '.join(GAME_MODES)}")
-    if distribution_mode not in DISTRIBUTION_MODES:
+    if not isinstance(distribution_mode, str) or distribution_mode not in DISTRIBUTION_MODES:
         raise error(
             f"unknown distribution_mode {distribution_mode!r}; choose one of {', '.join(DISTRIBUTION_MODES)}"
         )
@@ -76,10 +94,9 @@ class ProcgenOptions:
     def check(self, error: type[Exception]) -> None:
         """Raise ``error`` (the caller's error class), one line naming the fix, unless Procgen can play these."""
         check_game_mode(self.game, self.distribution_mode, error)
-        if self.start_level < 0 or self.num_levels < 0:
-            raise error(
-                f"start_level and num_levels must be >= 0, got {self.start_level} and {self.num_levels}; "
-                "num_levels=0 means unlimited levels"
-            )
+        if not isinstance(self.use_backgrounds, (bool, np.bool_)):
+            raise error(f"use_backgrounds must be True or False, got {self.use_backgrounds!r}")
+        check_count("start_level", self.start_level, 0, MAX_SEED, error)
+        check_count("num_levels (0: unlimited levels)", self.num_levels, 0, MAX_SEED, error)
         if self.distribution_mode == "exploration" and (self.start_level, self.num_levels) != (0, 0):
             raise error("exploration mode fixes its own level; leave start_level and num_levels at 0")

@@ -3,6 +3,9 @@ once per test run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +60,46 @@ def fast_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("config") / "fast.yaml"
     path.write_text(yaml.safe_dump({"evaluation": RUN_EVALUATION, "log_interval": 1000}))
     return path
+
+
+def _mount(*arguments: str) -> None:
+    subprocess.run(["mount", *arguments], check=True, capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A directory on a 3 MB tmpfs: a disk that fills up at once. Mounting needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is simulated with a small tmpfs, which only root can mount")
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    try:
+        _mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount))
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"cannot mount a tmpfs here ({err})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def make_read_only() -> Iterator[Callable[[Path], Path]]:
+    """Makes a directory read-only: a read-only bind mount for root (whom permissions do not
+    stop), its mode otherwise; undone after the test."""
+    undo = []
+
+    def read_only(path: Path) -> Path:
+        if os.geteuid() == 0:
+            _mount("--bind", str(path), str(path))
+            undo.append(lambda: subprocess.run(["umount", str(path)], check=False))
+            _mount("-o", "remount,bind,ro", str(path))
+        else:
+            mode = path.stat().st_mode
+            path.chmod(0o555)
+            undo.append(lambda: path.chmod(mode))
+        return path
+
+    yield read_only
+    for step in reversed(undo):
+        step()

@@ -79,3 +79,16 @@ def training_args(data_dir: Path, save_dir: Path, config: Path, *extra: str) -> 
 def make_env(env_id: str, checkpoints: dict[str, Path], **kwargs) -> gymnasium.Env:
     """The environment ``env_id`` on CPU with the checkpoint ``checkpoints[env_id]``."""
     return gymnasium.make(f"gym_autoencoder:{env_id}", checkpoint=checkpoints[env_id], device="cpu", **kwargs)
+
+
+def tree_bytes(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` (hidden ones included) by relative path, with its bytes."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def one_error_line(err: str, prefix: str = "") -> str:
+    """The single line of ``err``, checked to be one line starting with ``PREFIX: error: ``."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prefix + ': ' if prefix else ''}error: "), err
+    return lines[0]

@@ -100,7 +100,7 @@ def test_evaluating_another_checkpoint_leaves_it_unchanged(data_dir, tmp_path):
 
 
 def test_a_directory_without_a_run_gives_one_clear_error(tmp_path, capsys):
-    assert main([str(tmp_path / "nothing")]) == 1
+    assert main([str(tmp_path / "nothing")]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "holds no run: nothing.pt is missing" in error
 

@@ -123,7 +123,7 @@ def test_the_head_changes_what_the_encoder_learns(small_data_dir, fast_config, t
 def test_the_head_without_visibility_labels_says_what_is_missing(small_data_dir, fast_config, tmp_path, capsys):
     unlabelled = copy_frames(small_data_dir, tmp_path / "unlabelled")
     assert main(["--model", "Conv_Maxpool", "--epochs", "1", "--visibility-weight", "1",
-                 *training_args(unlabelled, tmp_path, fast_config)]) == 1
+                 *training_args(unlabelled, tmp_path, fast_config)]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert "visibility_weight 1.0 needs visible labels for training frames" in error
@@ -135,7 +135,7 @@ def test_the_head_without_visibility_labels_says_what_is_missing(small_data_dir,
 
 def test_a_negative_weight_is_refused(small_data_dir, fast_config, tmp_path, capsys):
     assert main(["--model", "Conv_Maxpool", "--visibility-weight", "-1",
-                 *training_args(small_data_dir, tmp_path, fast_config)]) == 1
+                 *training_args(small_data_dir, tmp_path, fast_config)]) == 2
     assert "visibility_weight must be a number >= 0" in capsys.readouterr().err
 
 

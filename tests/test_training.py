@@ -181,7 +181,7 @@ def test_bad_settings_give_one_clear_error(extra, config, message, small_data_di
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     model = ["--model", "VAE_Paper"] if "models" in config else []
-    assert main([*training_args(small_data_dir, tmp_path, path), *model, *extra]) == 1
+    assert main([*training_args(small_data_dir, tmp_path, path), *model, *extra]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and error.startswith("autoencoder_training.py: error: ")
     assert re.search(message or r"bad arguments for VAE_Paper: .*kl_weigth", error)
@@ -209,9 +209,9 @@ def test_an_existing_run_is_continued_only_on_request_and_with_its_recipe(
     common = ["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation",
               *training_args(small_data_dir, tmp_path, fast_config)]
     assert main(common) == 0
-    assert main(common) == 1
+    assert main(common) == 2
     assert "already holds a run; add --resume to continue it" in capsys.readouterr().err
-    assert main([*common, "--resume", "--weight-decay", "0.1"]) == 1
+    assert main([*common, "--resume", "--weight-decay", "0.1"]) == 2
     error = capsys.readouterr().err
     assert "a resumed run keeps its recipe, but weight_decay (stored 0.0, given 0.1) differ" in error
 
@@ -238,7 +238,7 @@ def test_a_run_can_start_from_the_weights_of_a_checkpoint_and_records_their_line
     assert main([*tune, "--epochs", "2", "--resume"]) == 0
     assert f"({first_metadata['epoch']} epochs)" in capsys.readouterr().out
     assert main(["--model", "Conv_Unpool", "--name", "wrong", "--epochs", "1",
-                 "--init-from", str(tmp_path / "tuned" / "tuned.pt"), *common]) == 1
+                 "--init-from", str(tmp_path / "tuned" / "tuned.pt"), *common]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "holds a Conv_Maxpool model, expected Conv_Unpool" in error
 
@@ -258,7 +258,7 @@ def test_the_offered_generator_command_makes_the_missing_data(fast_config, tmp_p
     data = tmp_path / "offered"
     run = ["--model", "Conv_Maxpool", "--epochs", "1", "--skip-evaluation", "--generate-num-samples", "40",
            *training_args(data, tmp_path / "runs", fast_config)]
-    assert main(run) == 1
+    assert main(run) == 2
     command = re.search(r"`(python -m [^`]+)`", capsys.readouterr().err).group(1).split()
     subprocess.run([sys.executable, *command[1:], "--no-progress"], check=True, cwd=tmp_path, timeout=300)
     assert main(run) == 0

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 import yaml
 
+from gym_autoencoder.atomic import check_writable
 from gym_autoencoder.autoencoder import resolve_device
 from gym_autoencoder.checkpoint import read_checkpoint, resolve_checkpoint
-from gym_autoencoder.errors import GymAutoencoderError
+from gym_autoencoder.errors import GymAutoencoderError, report_error
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 from gym_autoencoder.training.config import (
     ConfigError,
@@ -34,7 +35,15 @@ from gym_autoencoder.training.config import (
 )
 from gym_autoencoder.training.data import data_present, generate_data, missing_data_error, open_dataset
 from gym_autoencoder.training.evaluate import evaluate_run
-from gym_autoencoder.training.loop import NonFiniteLossError, TrainingState, read_state, say, train
+from gym_autoencoder.training.loop import (
+    SAVE_DIR_FIX,
+    NonFiniteLossError,
+    TrainingState,
+    checkpoint_room,
+    read_state,
+    say,
+    train,
+)
 
 DEFAULT_MODEL = "Conv_Unpool"
 ALIASES = {"learning_rate": ["--lr"], "early_stopping_patience": ["--patience"]}
@@ -169,7 +178,8 @@ def run_one(
         if payload["architecture"] != model_name:
             raise ConfigError(f"{run_dir} holds a {payload['architecture']} run, not {model_name}; "
                               "choose another --name")
-        recipe = apply_resume_overrides(payload["recipe"], overrides, arch)
+        # the run is the directory found here, wherever it was first written
+        recipe = apply_resume_overrides({**payload["recipe"], "save_dir": recipe.save_dir}, overrides, arch)
         state = TrainingState(**payload["state"])
         if state.stop_reason(recipe) and (not evaluate or (run_dir / "metrics.json").is_file()):
             say(f"{run}: already complete ({state.epoch} epochs, {state.stop_reason(recipe)}); nothing to do")
@@ -187,6 +197,7 @@ def run_one(
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     model = build(model_name, recipe)
+    check_writable(run_dir / "checkpoints", SAVE_DIR_FIX, checkpoint_room(model))
     metadata = {"run": run, "recipe": recipe.to_dict(), "data": dataset.describe()}
     if recipe.init_from:
         metadata["initialised_from"] = (
@@ -236,9 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 print(f"autoencoder_training.py: error: {run}: {err}", file=sys.stderr)
                 failed.append(run)
-    except GymAutoencoderError as err:
-        print(f"autoencoder_training.py: error: {err}", file=sys.stderr)
-        return 1
+    except (GymAutoencoderError, OSError) as err:
+        return report_error(err, "autoencoder_training.py")
     if failed:
         print(f"autoencoder_training.py: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

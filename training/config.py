@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -31,6 +32,9 @@ RESUMABLE_CHANGES = frozenset(
     {"epochs", "early_stopping_patience", "learning_rate", "device", "threads", "log_interval",
      "eval_batch_size", "evaluation"}
 )
+
+MAX_SEED = 2**63 - 1  # seeds go to torch.manual_seed and numpy as 64-bit integers
+MAX_THREADS = 1024  # torch starts this many threads; far more crash the process
 
 # Settings added after runs were first stored, with the value those older runs trained under.
 ADDED_SETTINGS = {
@@ -58,6 +62,10 @@ def _at_least(bound: float, meaning: str) -> Any:
     return _setting(lambda value: value >= bound, meaning)
 
 
+def _from_to(low: int, high: int, meaning: str) -> Any:
+    return _setting(lambda value: low <= value <= high, meaning)
+
+
 def _between(low: float, high: float) -> Any:
     return _setting(lambda value: low < value < high, f"a number between {low} and {high}")
 
@@ -76,6 +84,14 @@ def _device(value: str) -> bool:
     return device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available())
 
 
+DEVICE_CHOICES = "auto, cpu, or cuda / cuda:N on a machine with CUDA"
+
+
+def check_device(value: Any, name: str = "device") -> str:
+    """``value`` if torch can run on that device here, else one ``ConfigError`` line."""
+    return _checked(name, str, value, {"check": _device, "meaning": DEVICE_CHOICES})
+
+
 def _absolute(path: str) -> str:
     """Relative paths are taken from the working directory."""
     return str(Path(path).expanduser().resolve())
@@ -92,6 +108,8 @@ def _checked(name: str, kind: Any, value: Any, metadata: Mapping[str, Any]) -> A
     ):
         raise ConfigError(f"{name} must be {expected.__name__}, got {value!r}")
     value = expected(value)
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if metadata.get("convert"):
         value = metadata["convert"](value)
     if metadata.get("check") and not metadata["check"](value):
@@ -154,9 +172,9 @@ class Recipe(Settings):
 
     data_dir: str = _setting(convert=_absolute)
     save_dir: str = _setting(convert=_absolute)
-    seed: int = _at_least(0, "an integer >= 0")
-    device: str = _setting(_device, "auto, cpu, or cuda / cuda:N on a machine with CUDA")
-    threads: int = _at_least(0, "an integer >= 0 (0 = PyTorch's default)")
+    seed: int = _from_to(0, MAX_SEED, f"an integer from 0 to {MAX_SEED}")
+    device: str = _setting(_device, DEVICE_CHOICES)
+    threads: int = _from_to(0, MAX_THREADS, f"an integer from 0 to {MAX_THREADS} (0 = PyTorch's default)")
     batch_size: int = _positive()
     epochs: int = _positive()
     learning_rate: float = _at_least(0, "a number >= 0")
@@ -175,7 +193,10 @@ class Recipe(Settings):
     init_from: str
     generate: GenerateSettings
     evaluation: EvaluationSettings
-    arch: dict[str, Any]
+    arch: dict[str, Any] = _setting(
+        lambda arch: all(math.isfinite(v) for v in arch.values() if isinstance(v, float)),
+        "architecture arguments whose numbers are finite",
+    )
     model: str
 
 
@@ -256,6 +277,12 @@ def read_yaml(path: str | os.PathLike) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML ({str(err).splitlines()[0]}); fix its syntax") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8 YAML") from None
+    except OSError as err:
+        raise ConfigError(
+            f"cannot read config file {path} ({err.strerror or err}); pass a readable YAML file"
+        ) from None
     return dict(_mapping(data or {}, str(path)))
 
 

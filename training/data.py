@@ -7,6 +7,8 @@ converted by the package's one data path, so a data set need not fit in memory.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gym_autoencoder.atomic import finish_commit
+from gym_autoencoder.data_generation.dataset_files import check_parts
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.errors import FrameFormatError, GymAutoencoderError
 from gym_autoencoder.preprocessing import check_frames, frames_to_tensor
@@ -44,10 +48,16 @@ class Split:
         """The label array ``key`` (row i labels frame i), or None if the split has no such labels."""
         if self.labels_path is None:
             return None
-        with np.load(self.labels_path) as labels:
-            if key not in labels.files:
-                return None
-            array = labels[key]
+        try:
+            with np.load(self.labels_path, allow_pickle=False) as labels:
+                if key not in labels.files:
+                    return None
+                array = labels[key]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(
+                f"{self.labels_path} is not a readable label archive ({reason}); regenerate the data set"
+            ) from None
         if len(array) != len(self.frames):
             raise DataError(
                 f"{self.labels_path} holds {len(array)} rows of {key!r} for {len(self.frames)} frames; "
@@ -104,9 +114,22 @@ def missing_data_error(data_dir: str | os.PathLike, generate: GenerateSettings, 
     )
 
 
+def complete_generation(data_dir: Path) -> None:
+    """Put in place the data set of a generator run that was interrupted after it had written it."""
+    try:
+        finish_commit(data_dir)
+    except OSError as err:
+        raise DataError(
+            f"a generator run in {data_dir} was interrupted while putting its data set in place, and "
+            f"this process cannot finish that ({err.strerror or err}); rerun the generator there"
+        ) from None
+
+
 def open_split(data_dir: Path, name: str) -> Split:
     """The split ``name`` ("training" or "test") of the data set in ``data_dir``."""
     frames_name, labels_name = SPLIT_FILES[name]
+    complete_generation(data_dir)
+    check_parts(data_dir, SPLIT_FILES[name], DataError)
     path = data_dir / frames_name
     if not path.is_file():
         raise DataError(
@@ -134,6 +157,8 @@ def open_dataset(data_dir: str | os.PathLike) -> Dataset:
 
 
 def data_present(data_dir: str | os.PathLike) -> bool:
+    if Path(data_dir).is_dir():
+        complete_generation(Path(data_dir))
     return all((Path(data_dir) / frames).is_file() for frames, _ in SPLIT_FILES.values())
 
 

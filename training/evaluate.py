@@ -25,15 +25,15 @@ from tqdm import tqdm
 
 from gym_autoencoder.data_generation.heist_oracle import DIRECTIONS
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
-from gym_autoencoder.atomic import atomic_path, atomic_write_text
+from gym_autoencoder.atomic import atomic_path, atomic_write_text, check_writable, storage_errors
 from gym_autoencoder.autoencoder import resolve_device
 from gym_autoencoder.checkpoint import load_checkpoint, save_checkpoint
-from gym_autoencoder.errors import CheckpointError, GymAutoencoderError
+from gym_autoencoder.errors import CheckpointError, GymAutoencoderError, report_error
 from gym_autoencoder.preprocessing import tensor_to_frames
 from gym_autoencoder.model_stubs import BaseAutoencoder, Conv_Unpool
 from gym_autoencoder.model_stubs.vae_base import WorldModelsVAE
 from gym_autoencoder.training import metrics, report
-from gym_autoencoder.training.config import EvaluationSettings, default_config, stored_recipe
+from gym_autoencoder.training.config import EvaluationSettings, check_device, default_config, stored_recipe
 from gym_autoencoder.training.data import DataError, Split, open_split
 from gym_autoencoder.training.loop import TrainingState, read_state
 
@@ -335,9 +335,13 @@ def evaluate_run(
             f"{run_dir} holds no run: {own_checkpoint.name} is missing; pass a directory written by "
             "autoencoder_training.py, or a checkpoint with --checkpoint FILE"
         )
+    if isinstance(device, str):
+        check_device(device)
+    check_writable(run_dir, "evaluate a writable copy of the run directory")
     checkpoint = Path(checkpoint or own_checkpoint)
     computed = compute_evaluation(run_dir, checkpoint, data_dir, device, evaluation)
-    return write_evaluation(run_dir, computed, checkpoint if checkpoint == own_checkpoint else None)
+    with storage_errors(run_dir, "evaluate a copy of the run directory on a disk with room"):
+        return write_evaluation(run_dir, computed, checkpoint if checkpoint == own_checkpoint else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,9 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--timing-repeats and --video-frames must be positive")
     try:
         values = evaluate_run(args.run_dir, args.data_dir, args.device, args.checkpoint, overrides)
-    except GymAutoencoderError as err:
-        print(f"evaluate.py: error: {err}", file=sys.stderr)
-        return 1
+    except (GymAutoencoderError, OSError) as err:
+        return report_error(err, "evaluate.py")
     test = values["test"]
     print(f"{values['run']}: test MSE {test['mse']:.6f}, PSNR {test['psnr_db']:.2f} dB, "
           f"SSIM {test['ssim']:.4f}; reports in {args.run_dir}")

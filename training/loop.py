@@ -20,20 +20,32 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from gym_autoencoder.atomic import storage_errors
 from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.model_stubs import BaseAutoencoder
-from gym_autoencoder.payload import load_payload, save_payload
+from gym_autoencoder.payload import check_weights, load_payload, save_payload
 from gym_autoencoder.training.config import Recipe
 from gym_autoencoder.training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
 from gym_autoencoder.training.heads import LabelHead, head_accuracy, state_labels, visibility_labels, warm_start
 
 STATE_FORMAT = "gym_autoencoder.training_state"
 STATE_VERSION = 1
+SAVE_DIR_FIX = "choose a --save-dir with room for the run's checkpoints"
+# A run keeps the best checkpoint (the weights) and the training state (the weights and Adam's two
+# moments), and writes a new copy of each beside the old one: room for 8 times the weights.
+WEIGHT_COPIES = 8
+
+
+def checkpoint_room(modules: nn.Module) -> int:
+    """Bytes a run of ``modules`` needs free in its directory to save its checkpoints."""
+    return WEIGHT_COPIES * sum(value.numel() * value.element_size() for value in modules.state_dict().values())
 
 
 class NonFiniteLossError(GymAutoencoderError, RuntimeError):
     """The loss became NaN or infinite; training stopped and the last good state was kept."""
+
+    exit_status = 1  # the settings were valid; training diverged
 
 
 @dataclass
@@ -157,10 +169,13 @@ def save_state(
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
     """The training state saved at ``path``, checked."""
-    return load_payload(
-        path, STATE_FORMAT, STATE_VERSION, kind="training state", writer="gym-autoencoder-train",
-        fix="delete the run directory's checkpoints/ folder to start over",
+    kind, fix = "training state", "delete the run directory's checkpoints/ folder to start over"
+    payload = load_payload(
+        path, STATE_FORMAT, STATE_VERSION, kind=kind, writer="gym-autoencoder-train", fix=fix,
+        required=("architecture", "recipe", "state", "model"),
     )
+    check_weights(payload, "model", path, kind, fix)
+    return payload
 
 
 def restore_state(
@@ -285,12 +300,13 @@ def train(
             state.history.setdefault("test_visibility_accuracy", []).append(visibility)
         improved = loss_on_test < state.best_loss
         _record_epoch(state, recipe, improved)
-        if improved:
-            state.best_loss, state.best_epoch = loss_on_test, state.epoch
-            save_checkpoint(best_path, model, {
-                **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
-            })
-        save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.heads)
+        with storage_errors(run_dir, SAVE_DIR_FIX):
+            if improved:
+                state.best_loss, state.best_epoch = loss_on_test, state.epoch
+                save_checkpoint(best_path, model, {
+                    **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
+                })
+            save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.heads)
         say(
             f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}"
             + ("" if visibility is None else f"  visibility head {visibility:.3f}")
