@@ -20,9 +20,7 @@ import gymnasium
 import numpy as np
 import torch
 
-import gym_autoencoder  # noqa: F401  (registers the gym_autoencoder ids)
-
-NUM_ACTIONS = 15
+NUM_ACTIONS = 15  # Procgen's buttons
 
 
 def parse_args() -> argparse.Namespace:

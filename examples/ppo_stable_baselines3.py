@@ -31,7 +31,6 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
-import gym_autoencoder  # noqa: F401  (registers the gym_autoencoder ids)
 from gym_autoencoder.procgen_games import import_procgen
 
 
