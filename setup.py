@@ -47,6 +47,10 @@ setup(
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=7", "stable-baselines3>=2.3", "scikit-image>=0.22"],
+        "test": ["pytest>=7", "stable-baselines3>=2.3", "scikit-image>=0.22", "cma>=3.3"],
+        "examples": ["stable-baselines3>=2.3", "cma>=3.3"],
+        # RLlib pins its own Gymnasium (ray 2.60: gymnasium==1.2.2): install it in a virtual environment of its
+        # own. pyarrow 26 (which ray.tune imports) needs NumPy 2, which procgen cannot use.
+        "rllib": ["ray[rllib]==2.60.0", "pyarrow>=17,<26"],
     },
 )

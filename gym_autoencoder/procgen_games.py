@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -59,9 +60,15 @@ def check_count(name: str, value: Any, low: int, high: int, error: type[Exceptio
 
 
 def import_procgen() -> ModuleType:
-    """The ``procgen`` module, imported without the notice about the unmaintained ``gym`` that it prints."""
+    """The ``procgen`` module, imported without the notice about the unmaintained ``gym`` that it prints.
+
+    procgen also leaves its version file open (a ResourceWarning, which Gymnasium's ``check_env``
+    would report while the first environment imports it): ignored here too.
+    """
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        import procgen
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            import procgen
     return procgen
 
 

@@ -19,7 +19,7 @@ from gymnasium import spaces
 from gym_autoencoder.envs.encoded_procgen import EncodedProcgen
 from gym_autoencoder.envs.env_model import encoding_space, load_env_autoencoder
 from gym_autoencoder.envs.errors import EnvUsageError, InvalidActionError
-from gym_autoencoder.envs.rendering import RENDER_FPS, HumanWindow, check_render_mode, side_by_side
+from gym_autoencoder.envs.rendering import RENDER_FPS, check_render_mode, open_human_window, side_by_side
 from gym_autoencoder.procgen_games import NUM_ACTIONS, ProcgenOptions
 
 
@@ -57,7 +57,8 @@ class EncodedProcgenEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.render_mode = render_mode
         self.include_frame = include_frame
-        self._window = HumanWindow(f"{game}: frame | reconstruction") if render_mode == "human" else None
+        # None where there is no display: then "human" warns once, here, and shows nothing
+        self._window = open_human_window(f"{game}: frame | reconstruction") if render_mode == "human" else None
         self._episode_over = False
         self._frame = self._procgen.frames[0]
         self._observation = self._procgen.encodings[0]
@@ -95,7 +96,7 @@ class EncodedProcgenEnv(gym.Env[np.ndarray, np.int64]):
         return self._observation, float(batch.rewards[0]), terminated, truncated, info
 
     def _render_human(self) -> None:
-        if self.render_mode == "human":
+        if self._window is not None:
             self.render()
 
     def _info(self, level_seed: np.integer, level_complete: bool) -> dict[str, Any]:
@@ -105,11 +106,16 @@ class EncodedProcgenEnv(gym.Env[np.ndarray, np.int64]):
         return info
 
     def render(self) -> np.ndarray | None:
-        """``rgb_array``: uint8 (256, 512, 3), the frame left and its reconstruction right."""
+        """``rgb_array``: uint8 (256, 512, 3), the frame left and its reconstruction right.
+
+        ``human``: shows that image in the window and returns None (without a display, only None).
+        """
         if self.render_mode is None:
             return None
         if not self._procgen.started:
             raise EnvUsageError("render() called before reset(); call env.reset() first")
+        if self.render_mode == "human" and self._window is None:
+            return None
         image = side_by_side(self.autoencoder, self._frame[None])[0]
         if self._window is not None:
             self._window.show(image)

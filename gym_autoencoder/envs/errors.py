@@ -1,4 +1,4 @@
-"""Errors raised when an environment is used the wrong way; one line each, naming the fix."""
+"""Errors raised when an environment is used the wrong way, and the one warning; one line each, naming the fix."""
 
 from gym_autoencoder.errors import GymAutoencoderError
 
@@ -13,3 +13,7 @@ class InvalidActionError(GymAutoencoderError, ValueError):
 
 class EnvOptionError(GymAutoencoderError, ValueError):
     """An environment option that Procgen or this package cannot honour."""
+
+
+class HeadlessRenderWarning(UserWarning):
+    """``render_mode="human"`` where matplotlib has no display: the environment runs and shows nothing."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator
 
 import cv2
@@ -11,7 +12,7 @@ import numpy as np
 
 from gym_autoencoder.atomic import atomic_path
 from gym_autoencoder.autoencoder import FrameAutoencoder
-from gym_autoencoder.envs.errors import EnvOptionError
+from gym_autoencoder.envs.errors import EnvOptionError, HeadlessRenderWarning
 
 RENDER_FPS = 15
 RENDER_SCALE = 4  # 64 x 128 side-by-side pair -> 256 x 512
@@ -30,23 +31,37 @@ def check_render_mode(render_mode: str | None, modes: list[str]) -> None:
         raise EnvOptionError(f"render_mode={render_mode!r} is not supported; choose one of {modes} or None")
 
 
+def open_human_window(title: str) -> HumanWindow | None:
+    """A window for ``render_mode="human"``; None, with one warning, where there is no display.
+
+    Without a display matplotlib falls back to a non-interactive backend; the environment then
+    keeps running and shows nothing (as Gymnasium's ``check_env`` and headless CI need), and the
+    warning names ``rgb_array`` and how to get a window.
+    """
+    import matplotlib.pyplot as plt
+
+    backend = plt.get_backend().lower()
+    if backend in NON_INTERACTIVE_BACKENDS:
+        warnings.warn(
+            f"render_mode='human' shows nothing here: matplotlib has no display and runs the "
+            f"non-interactive backend {backend!r}; use render_mode='rgb_array' to get the images, "
+            "or for a window run on a desktop with MPLBACKEND set to an interactive backend such as TkAgg",
+            HeadlessRenderWarning,
+            stacklevel=2,
+        )
+        return None
+    return HumanWindow(title)
+
+
 class HumanWindow:
     """A matplotlib window that shows rendered images at the environment's frame rate.
 
-    matplotlib is the GUI that every desktop install has (opencv-python-headless has none);
-    without a display it falls back to a non-interactive backend, which is refused here.
+    matplotlib is the GUI that every desktop install has (opencv-python-headless has none).
     """
 
     def __init__(self, title: str, fps: int = RENDER_FPS) -> None:
         import matplotlib.pyplot as plt
 
-        backend = plt.get_backend().lower()
-        if backend in NON_INTERACTIVE_BACKENDS:
-            raise EnvOptionError(
-                f"render_mode='human' needs a display, but matplotlib runs the non-interactive "
-                f"backend {backend!r}; use render_mode='rgb_array' here, or set MPLBACKEND "
-                "to an interactive backend such as TkAgg on a desktop"
-            )
         self._plt = plt
         self._title = title
         self._pause = 1.0 / fps
