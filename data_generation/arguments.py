@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gym_autoencoder import procgen_games
-from gym_autoencoder.errors import GymAutoencoderError, report_error
+from gym_autoencoder.errors import GymAutoencoderError, OneLineParser, report_error
 from gym_autoencoder.procgen_games import MAX_SEED
 
 
@@ -77,12 +77,6 @@ def check_output_dir(output_dir: str | os.PathLike) -> Path:
         raise GenerationError(f"cannot write to output directory {path}; choose a writable --output-dir")
     return path
 
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, ``error: ...``, with exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message}; see --help\n")
 
 
 def common_parser(description: str) -> OneLineParser:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from gym_autoencoder.registration import ENV_ARCHITECTURES, GENERIC_ENV_ID
 from gym_autoencoder.envs.rendering import RENDER_FPS, video_writer
-from gym_autoencoder.errors import GymAutoencoderError
+from gym_autoencoder.errors import GymAutoencoderError, OneLineParser, report_error
 
 
 @dataclass
@@ -70,7 +70,7 @@ def run_demo(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gym_autoencoder.demo", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m gym_autoencoder.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="auto-unpool-v0", choices=[*ENV_ARCHITECTURES, GENERIC_ENV_ID],
                         help="environment id (default: auto-unpool-v0)")
     parser.add_argument("--checkpoint", help="checkpoint path instead of the shipped model (needed for "
@@ -86,6 +86,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be an integer from 0 to {2**32 - 1}, got {args.seed}")
+    if not args.no_video and args.video.is_dir():
+        parser.error(f"--video {args.video} is a directory; name a file, such as {args.video / 'demo.mp4'}")
     return args
 
 
@@ -96,9 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         result = run_demo(args.env, args.steps, video, args.checkpoint, args.device, args.seed)
-    except GymAutoencoderError as err:
-        print(f"demo: error: {err}", file=sys.stderr)
-        return 2
+    except (GymAutoencoderError, OSError) as err:
+        return report_error(err, "demo")
     print(
         f"{args.env}: {result.steps} random steps over {result.episodes} episode(s): "
         f"{result.steps_per_second:.0f} steps/s in env.step, "

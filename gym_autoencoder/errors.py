@@ -3,6 +3,7 @@ lines report them (:func:`report_error`)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -42,3 +43,10 @@ def report_error(err: Exception, prog: str | None = None) -> int:
     message = text.splitlines()[0] if text else type(err).__name__
     print(f"{prog + ': ' if prog else ''}error: {message}", file=sys.stderr)
     return err.exit_status if isinstance(err, GymAutoencoderError) else 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``error: ...``, with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message}; see --help\n")

@@ -277,3 +277,22 @@ def test_a_run_resumes_after_its_directory_is_moved_or_copied(how, small_data_di
     if how is shutil.copytree:  # the original is untouched
         assert read_state(first / "Conv_Maxpool" / "checkpoints" / "last.pt")["state"]["epoch"] == 1
 
+
+
+# --- command lines: argument errors -----------------------------------------------------------------
+
+@pytest.mark.parametrize("command, message", [
+    (["gym_autoencoder.demo", "--seed", "-1"], "--seed must be an integer from 0 to 4294967295, got -1"),
+    (["gym_autoencoder.demo", "--video", "{dir}"], "is a directory; name a file, such as"),
+    (["gym_autoencoder.demo", "--steps", "x"], "argument --steps: invalid int value: 'x'"),
+    (["gym_autoencoder.training.autoencoder_training", "--lr", "abc"], "invalid float value: 'abc'"),
+    (["gym_autoencoder.training.evaluate", "--device"], "argument --device: expected one argument"),
+    (["gym_autoencoder.training.ship_checkpoints"], "give evaluated run directories to ship, or --card-only"),
+    (["gym_autoencoder.data_generation.sample_generator_heist", "--num-samples", "x"], "invalid int value"),
+])
+def test_argument_errors_of_every_command_line_are_one_line_and_exit_2(command, message, tmp_path):
+    module, *args = command
+    ran = subprocess.run([sys.executable, "-m", module, *[a.replace("{dir}", str(tmp_path)) for a in args]],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 2 and message in one_error_line(ran.stderr)
+    assert list(tmp_path.iterdir()) == []

@@ -60,7 +60,7 @@ def test_a_run_without_evaluation_is_refused(data_dir, tmp_path, capsys):
     run = untrained_run(tmp_path / "Conv_Maxpool", "Conv_Maxpool", data_dir)
     with pytest.raises(ShipError, match="python training/evaluate.py"):
         ship([run], tmp_path / "out")
-    assert main([str(run), "--out", str(tmp_path / "out")]) == 1
+    assert main([str(run), "--out", str(tmp_path / "out")]) == 2
     assert "has no evaluation metrics" in capsys.readouterr().err
 
 
@@ -154,7 +154,7 @@ def test_card_only_re_renders_the_card_with_the_notes_beside_the_checkpoints(eva
     unpool = card.split("## Conv_Unpool (")[1].split("\n## ")[0]
     assert "### Intended use and limitations\n\nUse this one.\n" in unpool
     assert "card Conv_Unpool: PSNR >= 22 dB" in capsys.readouterr().out
-    assert main(["--card-only", "--out", str(tmp_path), "--notes", str(tmp_path / "absent.md")]) == 1
+    assert main(["--card-only", "--out", str(tmp_path), "--notes", str(tmp_path / "absent.md")]) == 2
     assert "notes file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path)])

@@ -22,7 +22,7 @@ import yaml
 from gym_autoencoder.atomic import check_writable
 from gym_autoencoder.autoencoder import resolve_device
 from gym_autoencoder.checkpoint import read_checkpoint, resolve_checkpoint
-from gym_autoencoder.errors import GymAutoencoderError, report_error
+from gym_autoencoder.errors import GymAutoencoderError, OneLineParser, report_error
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder, build_model
 from gym_autoencoder.training.config import (
     ConfigError,
@@ -61,7 +61,7 @@ def _boolean(text: str) -> bool:
 def build_parser(defaults: dict) -> argparse.ArgumentParser:
     """Flags for the run plus one flag per setting of the recipe; ``defaults`` (the shipped YAML)
     gives their help."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         allow_abbrev=False,
         prog="autoencoder_training.py",
         description="Train autoencoders on Heist frames, then evaluate them. "

@@ -10,7 +10,6 @@ contents, :func:`write_evaluation` writes them. Metric definitions: see ``traini
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -28,7 +27,7 @@ from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.atomic import atomic_path, atomic_write_text, check_writable, storage_errors
 from gym_autoencoder.autoencoder import resolve_device
 from gym_autoencoder.checkpoint import load_checkpoint, save_checkpoint
-from gym_autoencoder.errors import CheckpointError, GymAutoencoderError, report_error
+from gym_autoencoder.errors import CheckpointError, GymAutoencoderError, OneLineParser, report_error
 from gym_autoencoder.preprocessing import tensor_to_frames
 from gym_autoencoder.model_stubs import BaseAutoencoder, Conv_Unpool
 from gym_autoencoder.model_stubs.vae_base import WorldModelsVAE
@@ -345,7 +344,7 @@ def evaluate_run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         allow_abbrev=False,
         prog="evaluate.py",
         description="Evaluate a training run and write its reports into the run directory.",

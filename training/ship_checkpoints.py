@@ -18,7 +18,6 @@ The notes file: text before its first ``## `` heading describes the file and is 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path, PurePath
@@ -28,7 +27,7 @@ import numpy as np
 
 from gym_autoencoder.atomic import atomic_path, atomic_write_text
 from gym_autoencoder.checkpoint import load_checkpoint
-from gym_autoencoder.errors import GymAutoencoderError
+from gym_autoencoder.errors import GymAutoencoderError, OneLineParser, report_error
 from gym_autoencoder.model_stubs import MODEL_NAMES
 from gym_autoencoder.registration import ENV_ARCHITECTURES
 from gym_autoencoder.training.metrics import (
@@ -394,7 +393,7 @@ def ship(run_dirs: list[Path], out_dir: Path, notes_path: Path | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ship_checkpoints.py", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="ship_checkpoints.py", description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="*", type=Path, help="evaluated run directories")
     parser.add_argument("--card-only", action="store_true",
                         help="ship nothing: re-render OUT/README.md from the checkpoints already in OUT")
@@ -410,8 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ShipError(f"notes file not found: {args.notes}; pass an existing markdown file or omit --notes")
         entries = write_card(args.out, args.notes) if args.card_only else ship(args.run_dirs, args.out, args.notes)
     except (GymAutoencoderError, OSError) as err:
-        print(f"ship_checkpoints.py: error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err, "ship_checkpoints.py")
     for entry in entries:
         print(f"{'card' if args.card_only else 'shipped'} {entry['architecture']}: " + ", ".join(
             f"{name} {value} ({'met' if met else 'NOT met'})" for name, value, met in thresholds(entry)))
