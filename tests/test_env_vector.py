@@ -113,5 +113,6 @@ def test_bad_use_is_a_clear_error(env_checkpoints):
             envs.step(actions)
     with pytest.raises(EnvOptionError, match="seed must be an int"):
         envs.reset(seed=[1, 2])
-    with pytest.raises(EnvOptionError, match="num_envs must be at least 1"):
-        make_vec("auto-maxpool-v0", env_checkpoints, num_envs=0)
+    for count in (0, 2.5, "2", True):
+        with pytest.raises(EnvOptionError, match="num_envs must be at least 1 and an integer"):
+            make_vec("auto-maxpool-v0", env_checkpoints, num_envs=count)

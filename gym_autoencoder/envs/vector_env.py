@@ -53,8 +53,8 @@ class EncodedProcgenVectorEnv(VectorEnv):
         render_mode: str | None = None,
         include_frame: bool = False,
     ) -> None:
-        if num_envs < 1:
-            raise EnvOptionError(f"num_envs must be at least 1, got {num_envs}")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise EnvOptionError(f"num_envs must be at least 1 and an integer, got {num_envs!r}")
         check_render_mode(render_mode, self.metadata["render_modes"])
         self.autoencoder = load_env_autoencoder(architecture, checkpoint, device)
         options = ProcgenOptions(game, distribution_mode, use_backgrounds, start_level, num_levels)
