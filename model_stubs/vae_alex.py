@@ -38,10 +38,14 @@ class VAE_Alex(WorldModelsVAE):
         self._features: list[PerceptualFeatures] = []  # a list keeps it out of the state dict
 
     def features(self, device: torch.device) -> PerceptualFeatures:
-        if not self._features:
-            self._features.append(load_perceptual_features(self.perceptual_source))
-        if self._features[0].mean.device != device:
-            self._features[0] = self._features[0].to(device)
+        """The frozen perceptual features on ``device``, loaded on first use. They are made outside
+        inference mode even when first needed inside it (an evaluation's loss), so that training
+        can differentiate through them afterwards."""
+        with torch.inference_mode(False):
+            if not self._features:
+                self._features.append(load_perceptual_features(self.perceptual_source))
+            if self._features[0].mean.device != device:
+                self._features[0] = self._features[0].to(device)
         return self._features[0]
 
     def loss_function(

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from gym_autoencoder.model_stubs import build_model
 from gym_autoencoder.model_stubs.perceptual import (
     WEIGHTS_ENV_VAR,
     PerceptualFeaturesError,
@@ -46,3 +47,14 @@ def test_random_source_is_fixed():
 def test_unknown_source():
     with pytest.raises(PerceptualFeaturesError, match="unknown perceptual feature source"):
         load_perceptual_features("vgg")
+
+
+def test_vae_alex_trains_after_its_features_were_first_loaded_in_inference_mode():
+    # An evaluation's loss (a held-out loss before the first epoch) may be the first to load them.
+    model = build_model("VAE_Alex", perceptual_features="random")
+    x = torch.rand(4, 3, 64, 64)
+    with torch.inference_mode():
+        model.loss_function(x, model(x))
+    loss = model.loss_function(x, model(x))["loss"]
+    loss.backward()
+    assert next(model.parameters()).grad is not None
