@@ -215,12 +215,13 @@ def build_onnx_encoder(
 
     A cached graph that fails the check is exported again and its cache file replaced.
     """
-    graph, cached = cached_onnx(model, checkpoint)
     try:
+        graph, cached = cached_onnx(model, checkpoint)
         encoder = OnnxFrameEncoder(graph, threads)
         difference = check_encoder(encoder, model, torch.device("cpu"))
-    except Exception as err:  # noqa: BLE001 - ONNX Runtime's own errors: fall back, saying why
-        return f"ONNX Runtime cannot run the exported {type(model).__name__} encoder ({err})"
+    except Exception as err:  # noqa: BLE001 - the exporter's or ONNX Runtime's errors: fall back, saying why
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"the {type(model).__name__} encoder cannot run through ONNX Runtime ({first_line})"
     if difference <= TOLERANCE:
         return encoder
     if cached:
