@@ -8,8 +8,8 @@ callable equal to it within 1e-4 relative (checked on every build):
   uint8 NHWC -> float / 255 conversion inside the graph, so the frames go in as
   Procgen emits them, with no float copy in Python. A checkpoint is exported once:
   the graph is cached, keyed by the checkpoint file's content, beside it or in the
-  user's cache directory. Sessions are made lazily, one per process and thread
-  count, so forked workers (AsyncVectorEnv, RLlib) make their own;
+  user's cache directory. Sessions are made lazily, one per thread count, and
+  freed before a fork, so forked workers (AsyncVectorEnv, RLlib) make their own;
 - on CUDA, or where ONNX Runtime cannot load (with one warning), PyTorch runs the
   same graph with batch norms folded into the convolutions, channels-last.
 """
@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -133,7 +134,7 @@ def load_onnxruntime() -> ModuleType | None:
 class OnnxFrameEncoder:
     """ONNX Runtime over the exported graph; ``threads`` None follows ``torch.get_num_threads()``.
 
-    Sessions are made on first use in each process, one per thread count, and are not pickled.
+    Sessions are made on first use, one per thread count, and are not pickled.
     """
 
     path = ONNX_PATH
@@ -142,11 +143,9 @@ class OnnxFrameEncoder:
         self.graph = graph
         self.threads = threads
         self._sessions: dict[int, Any] = {}
-        self._pid = os.getpid()
+        _LIVE_ENCODERS.add(self)
 
     def session(self) -> Any:
-        if self._pid != os.getpid():  # a forked process: the parent's sessions' threads are not here
-            self._sessions, self._pid = {}, os.getpid()
         threads = self.threads or torch.get_num_threads()
         session = self._sessions.get(threads)
         if session is None:
@@ -154,6 +153,9 @@ class OnnxFrameEncoder:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            # Idle threads sleep rather than spin: on a busy CPU (environments stepping beside
+            # the encoder, other processes) spinning cost up to 3x at batch 1 on 2 threads.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = ort.InferenceSession(self.graph, options, providers=["CPUExecutionProvider"])
             self._sessions[threads] = session
         return session
@@ -167,6 +169,22 @@ class OnnxFrameEncoder:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["graph"], state["threads"])
+
+
+_LIVE_ENCODERS: weakref.WeakSet[OnnxFrameEncoder] = weakref.WeakSet()
+
+
+def drop_sessions() -> None:
+    """Free every encoder's sessions; each makes new ones on its next call.
+
+    Runs before every fork: a session's worker threads do not exist in the child, which
+    would hang freeing it (AsyncVectorEnv and RLlib fork workers).
+    """
+    for encoder in list(_LIVE_ENCODERS):
+        encoder._sessions = {}
+
+
+os.register_at_fork(before=drop_sessions)
 
 
 def fold_batch_norms(module: nn.Module) -> nn.Module:

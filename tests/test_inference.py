@@ -90,6 +90,8 @@ def test_threads_follow_torch_unless_fixed(frames):
                 assert relative_difference(encoder(frames), expected) <= TOLERANCE
             assert following.session().get_session_options().intra_op_num_threads == count
             assert fixed.session().get_session_options().intra_op_num_threads == 1
+    spinning = following.session().get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert spinning == "0"
 
 
 def cached_files(directory) -> dict[str, tuple[int, int]]:
