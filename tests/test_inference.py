@@ -129,20 +129,21 @@ def test_a_cached_graph_that_does_not_match_is_exported_again(tmp_path, frames):
     assert cache.read_bytes() != wrong
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_checkpoint_folder_caches_in_the_user_cache(tmp_path, monkeypatch):
+def test_a_read_only_checkpoint_folder_caches_in_the_user_cache(tmp_path, monkeypatch, make_read_only):
     folder = tmp_path / "read_only"
     folder.mkdir()
     checkpoint = folder / "model.pt"
     save_checkpoint(checkpoint, trained_like("Conv_Maxpool"))
-    folder.chmod(0o555)
+    make_read_only(folder)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    try:
-        load_model(checkpoint)
-    finally:
-        folder.chmod(0o755)
+    load_model(checkpoint)
     assert not cached_files(folder)
-    assert cached_graph_paths(checkpoint)[1].is_file()
+    cached = cached_graph_paths(checkpoint)[1]
+    assert cached.parent == tmp_path / "cache" / "gym_autoencoder"
+    files = cached_files(cached.parent)
+    assert list(files) == [cached.name]
+    load_model(checkpoint)
+    assert cached_files(cached.parent) == files  # read from the user cache, not exported again
 
 
 def test_the_autoencoder_pickles_without_its_sessions(frames):
@@ -259,6 +260,8 @@ def test_environments_and_load_model_use_onnx_runtime(env_checkpoints):
     )
     assert envs.autoencoder.frame_encoder.path == ONNX_PATH
     envs.close()
+    folder = env_checkpoints["vae-alex-v0"].parent  # each checkpoint's graph was exported once, beside it
+    assert {cached_graph_paths(path)[0].name for path in env_checkpoints.values()} <= set(cached_files(folder))
     assert load_model(env_checkpoints["auto-unpool-v0"]).frame_encoder.path == ONNX_PATH
 
 
