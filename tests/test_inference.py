@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -33,6 +34,14 @@ from gym_autoencoder.inference import (
 from gym_autoencoder.model_stubs import MODEL_NAMES, BaseAutoencoder
 from gym_autoencoder.registration import ENV_ARCHITECTURES
 from tests.helpers import fresh_model, heist_frames
+
+
+@pytest.fixture(scope="module", autouse=True)
+def collect_garbage_after_the_module():
+    """Free this module's unclosed objects now: a Procgen instance that the garbage collector
+    frees while another is being made deadlocks in gym3's cffi lock."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
