@@ -40,6 +40,8 @@ setup(
         "gymnasium>=1.0,<2",
         "procgen-mirror==0.10.7",
         "torchinfo>=1.8",
+        "onnxruntime>=1.20",  # runs the encoders on CPU (gym_autoencoder.inference)
+        "onnx>=1.16,<1.19",  # torch.onnx.export needs it; 1.19 needs numpy 2
         "opencv-python-headless>=4.8,<4.12",
         "pyyaml>=6",
         "tqdm>=4.60",

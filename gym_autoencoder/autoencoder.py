@@ -29,11 +29,18 @@ class FrameAutoencoder(nn.Module):
     """A trained model in eval mode, with numpy helpers over uint8 (N, 64, 64, 3) RGB frames.
 
     ``model`` is the plain architecture module; ``encode`` runs ``frame_encoder``, the fast
-    inference path built from it (``frame_encoder.path`` names which one).
+    inference path built from it (``frame_encoder.path`` names which one). ``checkpoint``, the
+    file the model was loaded from, keys the cache of its exported graph; ``threads`` fixes the
+    CPU encoder's thread count (None: ``torch.get_num_threads()`` at each call).
     """
 
     def __init__(
-        self, model: BaseAutoencoder, metadata: dict[str, Any], device: str | torch.device = "cpu"
+        self,
+        model: BaseAutoencoder,
+        metadata: dict[str, Any],
+        device: str | torch.device = "cpu",
+        checkpoint: str | os.PathLike | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
         self.device = resolve_device(device)
@@ -41,7 +48,7 @@ class FrameAutoencoder(nn.Module):
         self.metadata = metadata
         self.architecture = type(model).__name__
         self.encoding_shape: tuple[int, ...] = tuple(model.encoding_shape)
-        self.frame_encoder = build_frame_encoder(self.model, self.device)
+        self.frame_encoder = build_frame_encoder(self.model, self.device, checkpoint, threads)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -57,12 +64,17 @@ class FrameAutoencoder(nn.Module):
             return tensor_to_frames(self.model.reconstruct(frames_to_tensor(frames, self.device)))
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> FrameAutoencoder:
+def load_model(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None
+) -> FrameAutoencoder:
     """A shipped model by architecture name (``"Conv_Unpool"``, ...) or a checkpoint path.
+
+    ``threads``: the CPU encoder's thread count (default: follow ``torch.get_num_threads()``).
 
     >>> model = load_model("Conv_Unpool")  # doctest: +SKIP
     >>> model.encode(frames).shape  # doctest: +SKIP
     (N, 32, 6, 6)
     """
-    model, metadata = load_checkpoint(resolve_checkpoint(name_or_path))
-    return FrameAutoencoder(model, metadata, device)
+    path = resolve_checkpoint(name_or_path)
+    model, metadata = load_checkpoint(path)
+    return FrameAutoencoder(model, metadata, device, path, threads)

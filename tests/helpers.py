@@ -19,9 +19,14 @@ def heist_frames(count: int, seed: int = 0, steps: int = 10) -> np.ndarray:
     """``count`` uint8 (64, 64, 3) Heist frames (memory mode), each after ``steps`` random actions."""
     games = ProcgenBatch(ProcgenOptions("heist", "memory", start_level=seed), count, rand_seed=seed)
     rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        games.act(rng.integers(0, NUM_ACTIONS, count))
-    return games.observe().frames.copy()
+    try:
+        for _ in range(steps):
+            games.act(rng.integers(0, NUM_ACTIONS, count))
+        return games.observe().frames.copy()
+    finally:
+        # Closed here, not by the garbage collector: gym3's __del__ can run inside cffi's lock
+        # while another Procgen instance is being made, and deadlock there.
+        games.close()
 
 
 def fresh_model(name: str, seed: int = 0) -> BaseAutoencoder:

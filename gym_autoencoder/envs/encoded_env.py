@@ -79,7 +79,8 @@ class EncodedProcgenEnv(gym.Env[np.ndarray, np.int64]):
             raise EnvUsageError("step() called before reset(); call env.reset() first")
         if self._episode_over:
             raise EnvUsageError("the episode has ended; call env.reset() before the next step()")
-        if not self.action_space.contains(action):
+        valid = type(action) is int and 0 <= action < NUM_ACTIONS  # the common case, without Discrete.contains' 5 µs
+        if not (valid or self.action_space.contains(action)):
             raise InvalidActionError(
                 f"action {action!r} is outside {self.action_space}; pass an int from 0 to {NUM_ACTIONS - 1}"
             )

@@ -31,8 +31,9 @@ def load_env_autoencoder(
 ) -> FrameAutoencoder:
     """The autoencoder, in eval mode on ``device``; a checkpoint of another architecture is refused."""
     resolved = resolve_device(device)
-    model, metadata = load_checkpoint(checkpoint_path(architecture, checkpoint), architecture)
-    return FrameAutoencoder(model, metadata, resolved)
+    path = checkpoint_path(architecture, checkpoint)
+    model, metadata = load_checkpoint(path, architecture)
+    return FrameAutoencoder(model, metadata, resolved, path)  # the path keys the cache of its exported graph
 
 
 def encoding_space(autoencoder: FrameAutoencoder) -> spaces.Box:
