@@ -19,7 +19,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` means CUDA when present, else CPU; a CUDA device that is absent is a clear error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise DeviceError(f"unknown device {str(device)!r}; pass device='auto', 'cpu' or 'cuda'")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device={str(device)!r} but CUDA is not available here; pass device='auto' or 'cpu'")
     return resolved

@@ -23,6 +23,11 @@ FRAME_SHAPE = (64, 64, 3)
 
 def check_frames(frames: np.ndarray | torch.Tensor) -> None:
     """Raise FrameFormatError unless ``frames`` is uint8 of shape (N, 64, 64, 3)."""
+    if not isinstance(frames, (np.ndarray, torch.Tensor)):
+        raise FrameFormatError(
+            f"frames must be a uint8 numpy array of shape (N, 64, 64, 3), got {type(frames).__name__}; "
+            "stack a list of frames with np.stack(frames)"
+        )
     shape = tuple(frames.shape)
     if frames.dtype not in (np.uint8, torch.uint8):
         raise FrameFormatError(

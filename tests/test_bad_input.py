@@ -9,15 +9,17 @@ import sys
 from pathlib import Path
 
 import gymnasium
+import numpy as np
 import pytest
 import torch
 
+from gym_autoencoder import FrameFormatError, load_model
 from gym_autoencoder.checkpoint import load_checkpoint, save_checkpoint
 from gym_autoencoder.data_generation import sample_generator_heist, sample_generator_heist_basic
 from gym_autoencoder.data_generation.arguments import GenerationError
 from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
 from gym_autoencoder.envs.errors import EnvOptionError
-from gym_autoencoder.errors import CheckpointError, GymAutoencoderError, StorageError
+from gym_autoencoder.errors import CheckpointError, DeviceError, GymAutoencoderError, StorageError
 from gym_autoencoder.model_stubs import build_model
 from gym_autoencoder.payload import save_payload
 from gym_autoencoder.procgen_batch import ProcgenBatch
@@ -296,3 +298,21 @@ def test_argument_errors_of_every_command_line_are_one_line_and_exit_2(command, 
                          capture_output=True, text=True, cwd=tmp_path)
     assert ran.returncode == 2 and message in one_error_line(ran.stderr)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the Python API: frames and devices -------------------------------------------------------------
+
+def test_encode_takes_an_empty_batch_and_refuses_what_is_no_array(env_checkpoints):
+    model = load_model(env_checkpoints["auto-maxpool-v0"])
+    assert model.encode(np.zeros((0, 64, 64, 3), np.uint8)).shape == (0, 32)
+    for bad in ([np.zeros((64, 64, 3), np.uint8)], None):
+        with pytest.raises(FrameFormatError, match="frames must be a uint8 numpy array .* np.stack"):
+            model.encode(bad)
+
+
+@pytest.mark.parametrize("device", ["tpu", "meta", "cuda:x"])
+def test_an_unknown_device_is_one_device_error(device, env_checkpoints):
+    with pytest.raises(DeviceError, match=r"unknown device .*; pass device='auto', 'cpu' or 'cuda'"):
+        load_model(env_checkpoints["auto-maxpool-v0"], device=device)
+    with pytest.raises(DeviceError, match="unknown device"):
+        gymnasium.make("gym_autoencoder:auto-maxpool-v0", checkpoint=env_checkpoints["auto-maxpool-v0"], device=device)
