@@ -37,16 +37,16 @@ def visibility_labels(split: Split, weight: float) -> np.ndarray:
 def state_labels(split: Split, weight: float) -> np.ndarray:
     """The split's (N, 81 + 7 * 81 + 3) state targets as float32, required by the objective: the
     9 x 9 wall map around the agent, a 9 x 9 map per object class marking its cell, the held keys."""
-    walls, held = (required_label(split, key, "state_weight", weight, 0) for key in ("walls", "held_keys"))
-    objects, agent = (required_label(split, key, "state_weight", weight, 0) for key in ("object_xy", "agent_xy"))
+    walls, held, objects, agent = (required_label(split, key, "state_weight", weight, 0)
+                                   for key in ("walls", "held_keys", "object_xy", "agent_xy"))
     size = 2 * WALLS_RADIUS + 1
     offset = np.floor(objects) - np.floor(agent)[:, None, :]  # (N, 7, 2) cells east and north of the agent
-    inside = np.isfinite(offset).all(-1) & (np.abs(np.nan_to_num(offset, nan=size)) <= WALLS_RADIUS).all(-1)
+    inside = (np.abs(offset) <= WALLS_RADIUS).all(-1)  # an absent object's NaN compares False
     maps = np.zeros((len(walls), len(OBJECT_CLASSES), size, size), np.float32)
     frame, kind = np.nonzero(inside)
     cells = offset[frame, kind].astype(np.int64)
     maps[frame, kind, WALLS_RADIUS - cells[:, 1], WALLS_RADIUS + cells[:, 0]] = 1.0  # north row first, as walls
-    return np.concatenate([walls.reshape(len(walls), -1), maps.reshape(len(walls), -1), held], axis=1).astype(np.float32)
+    return np.concatenate([walls.reshape(len(walls), -1), maps.reshape(len(walls), -1), held], axis=1, dtype=np.float32)
 
 
 class LabelHead(nn.Module):

@@ -155,12 +155,13 @@ def save_state(
     state: TrainingState, recipe: dict[str, Any], heads: dict[str, LabelHead] | None = None,
 ) -> None:
     """Write everything a resumed run needs to ``path``, atomically, as plain data."""
+    heads = heads or {}
     save_payload(path, STATE_FORMAT, STATE_VERSION, {
         "architecture": type(model).__name__,
         "recipe": recipe,
         "state": asdict(state),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        **{f"{name}_head": (heads or {})[name].state_dict() if name in (heads or {}) else {} for name in HEADS},
+        **{f"{name}_head": heads[name].state_dict() if name in heads else {} for name in HEADS},
         "optimiser": optimiser.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
