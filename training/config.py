@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
-import torch
 import yaml
 
-from gym_autoencoder.errors import GymAutoencoderError
+from gym_autoencoder.autoencoder import resolve_device
+from gym_autoencoder.errors import DeviceError, GymAutoencoderError
 from gym_autoencoder.model_stubs import MODEL_NAMES
 from gym_autoencoder.model_stubs.base import LOSS_REDUCTIONS
 
@@ -75,13 +75,11 @@ def _one_of(choices: tuple[str, ...]) -> Any:
 
 
 def _device(value: str) -> bool:
-    if value == "auto":
-        return True
     try:
-        device = torch.device(value)
-    except RuntimeError:
+        resolve_device(value)
+    except DeviceError:
         return False
-    return device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available())
+    return True
 
 
 DEVICE_CHOICES = "auto, cpu, or cuda / cuda:N on a machine with CUDA"
