@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gym_autoencoder import procgen_games
+from gym_autoencoder.atomic import check_writable
 from gym_autoencoder.errors import GymAutoencoderError, OneLineParser, report_error
 from gym_autoencoder.procgen_games import MAX_SEED
 
@@ -65,18 +66,8 @@ def split_counts(num_samples: int, test_fraction: float) -> dict[str, int]:
 
 
 def check_output_dir(output_dir: str | os.PathLike) -> Path:
-    """Create ``output_dir`` if needed; raise GenerationError unless files can be written there."""
-    path = Path(output_dir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise GenerationError(
-            f"cannot create output directory {path} ({err.strerror or err}); choose a writable --output-dir"
-        ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise GenerationError(f"cannot write to output directory {path}; choose a writable --output-dir")
-    return path
-
+    """Create ``output_dir`` if needed; one ``StorageError`` line unless files can be written there."""
+    return check_writable(output_dir, "choose a writable --output-dir")
 
 
 def common_parser(description: str) -> OneLineParser:
