@@ -42,12 +42,14 @@ def check_frames(frames: np.ndarray | torch.Tensor) -> None:
 
 
 def frames_to_tensor(
-    frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None
+    frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> torch.Tensor:
-    """uint8 (N, 64, 64, 3) RGB frames -> float32 (N, 3, 64, 64) in [0, 1] on ``device``."""
+    """uint8 (N, 64, 64, 3) RGB frames -> float32 (N, 3, 64, 64) in [0, 1] on ``device``, laid out
+    in ``memory_format`` (channels-last is the frames' own layout: no reordering copy)."""
     check_frames(frames)
     tensor = torch.as_tensor(frames, device=device)
-    return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return tensor.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=memory_format)
 
 
 def tensor_to_frames(images: torch.Tensor) -> np.ndarray:

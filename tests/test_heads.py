@@ -8,6 +8,7 @@ import torch
 
 from gym_autoencoder import frames_to_tensor, load_checkpoint
 from tests.helpers import copy_frames, fresh_model, training_args
+from gym_autoencoder.training.acceleration import StepSettings
 from gym_autoencoder.training.autoencoder_training import main
 from gym_autoencoder.training.config import default_config, resolve_recipe
 from gym_autoencoder.training.data import DataError, Split, open_dataset
@@ -53,14 +54,15 @@ def test_the_head_s_accuracy_is_the_probe_s_balanced_accuracy_averaged_over_clas
 def test_the_objective_adds_the_head_s_loss_and_its_gradient_reaches_the_encoder(name, data_dir):
     dataset = open_dataset(data_dir)
     model = fresh_model(name).eval()
-    with_head = Objective.for_recipe(model, replace(RECIPE, visibility_weight=2.0), dataset)
-    without = Objective.for_recipe(model, replace(RECIPE, visibility_weight=0.0), dataset)
+    steps = StepSettings.resolve(torch.device("cpu"))
+    with_head = Objective.for_recipe(model, replace(RECIPE, visibility_weight=2.0), dataset, steps)
+    without = Objective.for_recipe(model, replace(RECIPE, visibility_weight=0.0), dataset, steps)
     assert without.heads == {} and set(with_head.heads) == {"visibility"}
     head = with_head.heads["visibility"].eval()
     rows = np.arange(16)
     x = dataset.train.batch(rows, torch.device("cpu"))
-    total, logits = with_head.loss(model, dataset.train, x, rows, torch.device("cpu"))
-    plain = without.loss(model, dataset.train, x, rows, torch.device("cpu"))[0]
+    total, logits = with_head.loss(model, dataset.train, x, rows)
+    plain = without.loss(model, dataset.train, x, rows)[0]
     visible = torch.as_tensor(dataset.train.label("visible")[rows].astype(np.float32))
     assert torch.allclose(total, plain + head.loss(logits, visible))
     assert torch.allclose(logits, head(model.encode(x)))
@@ -130,7 +132,7 @@ def test_the_head_without_visibility_labels_says_what_is_missing(small_data_dir,
     assert "set visibility_weight: 0" in error
     with pytest.raises(DataError):
         Objective.for_recipe(fresh_model("Conv_Maxpool"), replace(RECIPE, visibility_weight=1.0),
-                             open_dataset(unlabelled))
+                             open_dataset(unlabelled), StepSettings.resolve(torch.device("cpu")))
 
 
 def test_a_negative_weight_is_refused(small_data_dir, fast_config, tmp_path, capsys):

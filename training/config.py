@@ -24,13 +24,14 @@ from gym_autoencoder.autoencoder import resolve_device
 from gym_autoencoder.errors import DeviceError, GymAutoencoderError
 from gym_autoencoder.model_stubs import MODEL_NAMES
 from gym_autoencoder.model_stubs.base import LOSS_REDUCTIONS
+from gym_autoencoder.training.acceleration import MEMORY_FORMATS, PLACEMENTS, PRECISIONS
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("training_hyperparameters.yaml")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 # Settings a resumed run may change; any other difference would silently change the recipe.
 RESUMABLE_CHANGES = frozenset(
     {"epochs", "early_stopping_patience", "learning_rate", "device", "threads", "log_interval",
-     "eval_batch_size", "evaluation"}
+     "eval_batch_size", "evaluation", "time_budget", "precision", "memory_format", "data_placement"}
 )
 
 MAX_SEED = 2**63 - 1  # seeds go to torch.manual_seed and numpy as 64-bit integers
@@ -39,7 +40,8 @@ MAX_THREADS = 1024  # torch starts this many threads; far more crash the process
 # Settings added after runs were first stored, with the value those older runs trained under.
 ADDED_SETTINGS = {
     "loss_reduction": "mean", "init_from": "", "object_class_balance": False, "visibility_weight": 0.0,
-    "state_weight": 0.0,
+    "state_weight": 0.0, "time_budget": 0.0, "precision": "float32", "memory_format": "contiguous",
+    "data_placement": "memory_map",
 }
 
 
@@ -173,8 +175,12 @@ class Recipe(Settings):
     seed: int = _from_to(0, MAX_SEED, f"an integer from 0 to {MAX_SEED}")
     device: str = _setting(_device, DEVICE_CHOICES)
     threads: int = _from_to(0, MAX_THREADS, f"an integer from 0 to {MAX_THREADS} (0 = PyTorch's default)")
+    precision: str = _one_of(PRECISIONS)
+    memory_format: str = _one_of(MEMORY_FORMATS)
+    data_placement: str = _one_of(PLACEMENTS)
     batch_size: int = _positive()
     epochs: int = _positive()
+    time_budget: float = _at_least(0, "a number of minutes >= 0 (0 = no budget)")
     learning_rate: float = _at_least(0, "a number >= 0")
     weight_decay: float = _at_least(0, "a number >= 0")
     lr_schedule: str = _one_of(LR_SCHEDULES)

@@ -1,7 +1,9 @@
-"""Training data: memory-mapped uint8 frames, their labels, mini-batches and per-pixel loss weights.
+"""Training data: uint8 frames, their labels, mini-batches and per-pixel loss weights.
 
 Frames stay on disk (``np.load(mmap_mode="r")``) and only each mini-batch is read and
-converted by the package's one data path, so a data set need not fit in memory.
+converted by the package's one data path, so a data set need not fit in memory. A data set that
+fits is held on the training device instead (:func:`place_dataset`): its uint8 frames, masks and
+labels are copied there once and every batch is gathered there, with no copy from the host.
 """
 
 from __future__ import annotations
@@ -33,13 +35,42 @@ class DataError(GymAutoencoderError, ValueError):
     """The data files are missing, unreadable or inconsistent."""
 
 
+Indices = np.ndarray | slice
+# "auto" holds a data set on the device when it takes at most this share of the free memory there.
+DEVICE_SHARE = 0.5
+
+
+class Rows:
+    """An array whose rows are gathered into batches: from the host array (a memory map or in
+    memory), or, once :meth:`hold` put a copy on a device, there."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.resident: torch.Tensor | None = None
+
+    def hold(self, device: torch.device) -> None:
+        self.resident = torch.from_numpy(np.array(self.array)).to(device)
+
+    def take(self, indices: Indices, device: torch.device) -> torch.Tensor:
+        """Rows ``indices`` as a tensor on ``device`` (the resident copy's device, once held)."""
+        if self.resident is None:
+            return torch.as_tensor(np.array(self.array[indices]), device=device)
+        if isinstance(indices, slice):
+            return self.resident[indices]
+        return self.resident[torch.as_tensor(indices, device=self.resident.device)]
+
+
 @dataclass
 class Split:
-    """One split of a data set: frames (memory-mapped) and the path of its labels, if any."""
+    """One split of a data set: frames (memory-mapped, or held on a device) and the path of its
+    labels, if any."""
 
     name: str
     frames: np.ndarray
     labels_path: Path | None
+
+    def __post_init__(self) -> None:
+        self.rows = Rows(self.frames)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -65,9 +96,11 @@ class Split:
             )
         return array
 
-    def batch(self, indices: np.ndarray | slice, device: torch.device) -> torch.Tensor:
+    def batch(
+        self, indices: Indices, device: torch.device, memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> torch.Tensor:
         """Frames ``indices`` as a float (B, 3, 64, 64) tensor in [0, 1] on ``device``."""
-        return frames_to_tensor(np.array(self.frames[indices]), device)
+        return frames_to_tensor(self.rows.take(indices, device), device, memory_format)
 
 
 @dataclass
@@ -75,6 +108,10 @@ class Dataset:
     directory: Path
     train: Split
     test: Split
+
+    @property
+    def nbytes(self) -> int:
+        return self.train.frames.nbytes + self.test.frames.nbytes
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint records about its data: where, how much, which levels."""
@@ -226,16 +263,39 @@ class PixelWeights:
     ``class_scale`` (see :func:`class_balance`) ``1 + (factor - 1) * class_scale[k]`` for class k."""
 
     def __init__(self, split: Split, factor: float, class_scale: np.ndarray | None = None) -> None:
-        self.mask = object_mask(split, factor)
+        self.mask = Rows(object_mask(split, factor))
         scale = np.ones(len(OBJECT_CLASSES)) if class_scale is None else class_scale
         self.table = torch.tensor([1.0, *(1.0 + (factor - 1.0) * scale)], dtype=torch.float32)
 
-    def batch(self, indices: np.ndarray | slice, device: torch.device) -> torch.Tensor:
+    def hold(self, device: torch.device) -> None:
+        self.mask.hold(device)
+        self.table = self.table.to(device)
+
+    def batch(self, indices: Indices, device: torch.device) -> torch.Tensor:
         """(B, 1, 64, 64) weights of frames ``indices``."""
-        classes = torch.as_tensor(self.mask[indices], device=device).long()
+        classes = self.mask.take(indices, device).long()
         return self.table.to(device)[classes].unsqueeze(1)
 
 
 def pixel_weights(split: Split, factor: float, class_scale: np.ndarray | None = None) -> PixelWeights | None:
     """Loss weights for ``split``, or None for plain MSE (``factor`` 1)."""
     return None if factor == 1.0 else PixelWeights(split, factor, class_scale)
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` take at most :data:`DEVICE_SHARE` of the memory free on ``device``."""
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return nbytes <= DEVICE_SHARE * free
+
+
+def place_dataset(dataset: Dataset, device: torch.device, placement: str) -> str:
+    """Hold ``dataset``'s frames on ``device`` (``placement`` "device", or "auto" when they fit)
+    or leave them memory-mapped; returns where they are: "device" or "memory_map"."""
+    if placement == "memory_map" or (placement == "auto" and not fits_on(device, dataset.nbytes)):
+        return "memory_map"
+    for split in (dataset.train, dataset.test):
+        split.rows.hold(device)
+    return "device"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,11 @@ from gym_autoencoder.checkpoint import save_checkpoint
 from gym_autoencoder.errors import GymAutoencoderError
 from gym_autoencoder.model_stubs import BaseAutoencoder
 from gym_autoencoder.payload import check_weights, load_payload, save_payload
+from gym_autoencoder.training.acceleration import StepSettings
 from gym_autoencoder.training.config import Recipe
-from gym_autoencoder.training.data import Dataset, PixelWeights, Split, class_balance, epoch_batches, pixel_weights
+from gym_autoencoder.training.data import (
+    Dataset, Indices, PixelWeights, Rows, Split, class_balance, epoch_batches, pixel_weights, place_dataset,
+)
 from gym_autoencoder.training.heads import LabelHead, head_accuracy, state_labels, visibility_labels, warm_start
 
 STATE_FORMAT = "gym_autoencoder.training_state"
@@ -53,22 +57,38 @@ class TrainingState:
     """Counters and history of a run; ``epoch`` is the number of completed epochs."""
 
     epoch: int = 0
+    train_seconds: float = 0.0  # wall time of the completed epochs (training, test loss, saving)
     best_loss: float = math.inf
     best_epoch: int = 0
     stale_epochs: int = 0
     lr_scale: float = 1.0
     plateau_wait: int = 0
     history: dict[str, list[float]] = field(
-        default_factory=lambda: {"train_loss": [], "test_loss": [], "lr": []}
+        default_factory=lambda: {"train_loss": [], "test_loss": [], "lr": [], "seconds": []}
     )
 
     def stop_reason(self, recipe: Recipe) -> str | None:
-        """Why training is over ("early stopping", "epochs"), or None while it goes on."""
+        """Why training is over ("early stopping", "epochs", "time budget"), or None while it goes on.
+
+        Under a time budget a run stops when one more epoch, as long as the last one, would
+        exceed it, so it ends within one epoch's time of the budget, and never past it by more
+        than an epoch's variation.
+        """
         if self.stale_epochs >= recipe.early_stopping_patience:
             return "early stopping"
         if self.epoch >= recipe.epochs:
             return "epochs"
+        last = self.history.get("seconds") or [0.0]
+        if recipe.time_budget and self.train_seconds + last[-1] > 60.0 * recipe.time_budget:
+            return "time budget"
         return None
+
+    def progress(self, recipe: Recipe) -> float:
+        """The share of the run done: of its epochs, or of its time budget if that ends it sooner."""
+        done = self.epoch / recipe.epochs
+        if recipe.time_budget:
+            done = max(done, self.train_seconds / (60.0 * recipe.time_budget))
+        return min(done, 1.0)
 
 
 def say(message: str) -> None:
@@ -81,7 +101,7 @@ def learning_rate(recipe: Recipe, state: TrainingState) -> float:
     """The learning rate of the next epoch under the recipe's schedule."""
     base = recipe.learning_rate * state.lr_scale
     if recipe.lr_schedule == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * state.epoch / recipe.epochs))
+        return base * 0.5 * (1.0 + math.cos(math.pi * state.progress(recipe)))
     return base
 
 
@@ -108,9 +128,14 @@ class Objective:
     weights: dict[str, PixelWeights | None]
     heads: dict[str, LabelHead]
     labels: dict[str, dict[str, np.ndarray]]  # head name -> split name -> (N, columns) float32
+    steps: StepSettings
+
+    def __post_init__(self) -> None:
+        self.label_rows = {name: {split: Rows(array) for split, array in by_split.items()}
+                           for name, by_split in self.labels.items()}
 
     @classmethod
-    def for_recipe(cls, model: BaseAutoencoder, recipe: Recipe, dataset: Dataset) -> "Objective":
+    def for_recipe(cls, model: BaseAutoencoder, recipe: Recipe, dataset: Dataset, steps: StepSettings) -> "Objective":
         factor = recipe.object_pixel_weight
         scale = class_balance(dataset.train, factor) if recipe.object_class_balance else None
         splits = (dataset.train, dataset.test)
@@ -121,27 +146,41 @@ class Objective:
             if strength:
                 labels[name] = {split.name: read(split, strength) for split in splits}
                 heads[name] = LabelHead(model.encoding_shape, labels[name][dataset.train.name], strength, balanced)
-        return cls(recipe.loss_reduction, weights, heads, labels)
+        return cls(recipe.loss_reduction, weights, heads, labels, steps)
+
+    def hold(self, device: torch.device) -> None:
+        """Keep the pixel weights and labels on ``device`` beside frames held there."""
+        for weights in self.weights.values():
+            if weights is not None:
+                weights.hold(device)
+        for by_split in self.label_rows.values():
+            for rows in by_split.values():
+                rows.hold(device)
 
     def modules(self, model: BaseAutoencoder) -> nn.ModuleList:
         """The model and the heads: what trains, switches mode and is saved together."""
         return nn.ModuleList([model, *self.heads.values()])
 
+    def batch(self, split: Split, rows: Indices) -> torch.Tensor:
+        """Frames ``rows`` of ``split``, on the device and in the layout the steps run in."""
+        return split.batch(rows, self.steps.device, self.steps.layout)
+
     def loss(
-        self, model: BaseAutoencoder, split: Split, x: torch.Tensor, rows: np.ndarray | slice,
-        device: torch.device,
+        self, model: BaseAutoencoder, split: Split, x: torch.Tensor, rows: Indices,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss of the batch ``x`` (frames ``rows`` of ``split``): the model's plus the heads';
-        and the visibility head's logits (None without it)."""
-        weights = self.weights[split.name]
-        output = model(x)
-        loss = model.loss_function(x, output, weights.batch(rows, device) if weights else None,
-                                   self.reduction)["loss"]
-        logits = {}
-        for name, head in self.heads.items():
-            logits[name] = head(output["encoding"])
-            loss = loss + head.loss(logits[name], torch.as_tensor(self.labels[name][split.name][rows], device=device))
-        return loss, logits.get("visibility")
+        and the visibility head's logits (None without it). Runs in the steps' precision."""
+        device, weights = self.steps.device, self.weights[split.name]
+        with self.steps.autocast():
+            output = model(x)
+            loss = model.loss_function(x, output, weights.batch(rows, device) if weights else None,
+                                       self.reduction)["loss"]
+            logits = {}
+            for name, head in self.heads.items():
+                logits[name] = head(output["encoding"])
+                labels = self.label_rows[name][split.name].take(rows, device)
+                loss = loss + head.loss(logits[name], labels)
+        return loss.float(), logits.get("visibility")
 
 
 def make_optimiser(modules: nn.Module, recipe: Recipe) -> torch.optim.Adam:
@@ -195,22 +234,21 @@ def restore_state(
 
 
 def held_out_loss(
-    model: BaseAutoencoder, split: Split, objective: Objective, batch_size: int, device: torch.device,
+    model: BaseAutoencoder, split: Split, objective: Objective, batch_size: int,
 ) -> tuple[float, float | None]:
     """The training objective on every frame of ``split``, in eval mode, and the visibility
     head's balanced accuracy there (None without a head)."""
     objective.modules(model).eval()
-    total, logits = 0.0, []
+    total, logits = torch.zeros((), device=objective.steps.device), []
     with torch.inference_mode():
         for start in range(0, len(split), batch_size):
-            rows = slice(start, start + batch_size)
-            x = split.batch(rows, device)
-            loss, batch_logits = objective.loss(model, split, x, rows, device)
-            total += float(loss) * len(x)
+            rows = slice(start, min(start + batch_size, len(split)))
+            loss, batch_logits = objective.loss(model, split, objective.batch(split, rows), rows)
+            total += loss * (rows.stop - rows.start)
             if batch_logits is not None:
-                logits.append(batch_logits.cpu())
+                logits.append(batch_logits.float().cpu())
     accuracy = head_accuracy(torch.cat(logits), objective.labels["visibility"][split.name]) if logits else None
-    return total / len(split), accuracy
+    return total.item() / len(split), accuracy
 
 
 def _non_finite(what: str, value: float, state: TrainingState, state_path: Path) -> NonFiniteLossError:
@@ -226,30 +264,34 @@ def _non_finite(what: str, value: float, state: TrainingState, state_path: Path)
 
 def train_epoch(
     model: BaseAutoencoder, optimiser: torch.optim.Optimizer, split: Split, objective: Objective,
-    recipe: Recipe, state: TrainingState, device: torch.device, desc: str, state_path: Path,
+    recipe: Recipe, state: TrainingState, desc: str, state_path: Path,
 ) -> float:
-    """One pass over the training frames in the batches of (seed, epoch); the mean training loss."""
+    """One pass over the training frames in the batches of (seed, epoch); the mean training loss.
+
+    The running loss stays on the device and is read (and checked for NaN) every
+    ``log_interval`` batches, so a GPU is not made to wait for the host after each step.
+    """
     batches = epoch_batches(len(split), recipe.batch_size, recipe.seed, state.epoch)
     progress = tqdm(batches, desc=desc, unit="batch", disable=None, leave=False)
     objective.modules(model).train()
-    total, seen = 0.0, 0
+    total, seen = torch.zeros((), device=objective.steps.device), 0
     for step, rows in enumerate(progress, start=1):
-        x = split.batch(rows, device)
-        loss = objective.loss(model, split, x, rows, device)[0]
-        if not torch.isfinite(loss):
-            raise _non_finite("training", loss.item(), state, state_path)
+        loss = objective.loss(model, split, objective.batch(split, rows), rows)[0]
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        total += loss.item() * len(rows)
+        total += loss.detach() * len(rows)
         seen += len(rows)
         if step % recipe.log_interval == 0 or step == len(batches):
+            running = total.item() / seen
+            if not math.isfinite(running):
+                raise _non_finite("training", running, state, state_path)
             if progress.disable:
-                say(f"{desc} batch {step}/{len(batches)} loss {total / seen:.5f}")
+                say(f"{desc} batch {step}/{len(batches)} loss {running:.5f}")
             else:
-                progress.set_postfix(loss=f"{total / seen:.5f}")
+                progress.set_postfix(loss=f"{running:.5f}")
     progress.close()
-    return total / seen
+    return total.item() / seen
 
 
 def train(
@@ -261,13 +303,22 @@ def train(
     device: torch.device,
     resume_from: dict[str, Any] | None = None,
 ) -> TrainingState:
-    """Train ``model`` on ``device`` under ``recipe`` until early stopping or the epoch limit.
+    """Train ``model`` on ``device`` under ``recipe`` until early stopping, the epoch limit or
+    the time budget.
 
-    ``metadata`` goes into the best checkpoint ``RUN.pt`` with the epoch and history;
+    ``metadata`` goes into the best checkpoint ``RUN.pt`` with the epoch, the history and how
+    the steps ran (``training``: device, precision, layout, where the data was held);
     ``resume_from`` is a payload of :func:`read_state` to continue from.
     """
-    objective = Objective.for_recipe(model, recipe, dataset)
-    modules = objective.modules(model).to(device)
+    steps = StepSettings.resolve(device, recipe.precision, recipe.memory_format)
+    objective = Objective.for_recipe(model, recipe, dataset, steps)
+    modules = steps.prepare(objective.modules(model))
+    placement = place_dataset(dataset, device, recipe.data_placement)
+    if placement == "device":
+        objective.hold(device)
+    metadata = {**metadata, "training": {**steps.describe(), "data": placement}}
+    say(f"{run_dir.name}: steps in {steps.precision}, {steps.memory_format}; data "
+        + ("held on the device" if placement == "device" else "memory-mapped"))
     optimiser = make_optimiser(modules, recipe)
     state = (
         restore_state(resume_from, model, optimiser, objective.heads) if resume_from else TrainingState()
@@ -279,26 +330,25 @@ def train(
             head_loss = warm_start(head, model, dataset.train, objective.labels[name][dataset.train.name],
                                    device, seed=recipe.seed)
             say(f"{run_dir.name}: {name} head fitted to the initial encoding (loss {head_loss:.4f})")
-        initial = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size, device)[0]
+        initial = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size)[0]
         say(f"{run_dir.name}: test loss of the initial weights {initial:.5f}")
 
     while state.stop_reason(recipe) is None:
+        started = time.monotonic()
         lr = learning_rate(recipe, state)
         for group in optimiser.param_groups:
             group["lr"] = lr
         desc = f"{run_dir.name} epoch {state.epoch + 1}/{recipe.epochs}"
-        train_loss = train_epoch(
-            model, optimiser, dataset.train, objective, recipe, state, device, desc, state_path
-        )
-        loss_on_test, visibility = held_out_loss(
-            model, dataset.test, objective, recipe.eval_batch_size, device
-        )
+        train_loss = train_epoch(model, optimiser, dataset.train, objective, recipe, state, desc, state_path)
+        loss_on_test, visibility = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size)
         if not math.isfinite(loss_on_test):
             raise _non_finite("test", loss_on_test, state, state_path)
-        for key, value in (("train_loss", train_loss), ("test_loss", loss_on_test), ("lr", lr)):
-            state.history[key].append(value)
+        seconds = time.monotonic() - started
+        for key, value in (("train_loss", train_loss), ("test_loss", loss_on_test), ("lr", lr), ("seconds", seconds)):
+            state.history.setdefault(key, []).append(value)
         if visibility is not None:
             state.history.setdefault("test_visibility_accuracy", []).append(visibility)
+        state.train_seconds += seconds
         improved = loss_on_test < state.best_loss
         _record_epoch(state, recipe, improved)
         with storage_errors(run_dir, SAVE_DIR_FIX):
@@ -309,7 +359,7 @@ def train(
                 })
             save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.heads)
         say(
-            f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}"
+            f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}  {seconds:.1f} s"
             + ("" if visibility is None else f"  visibility head {visibility:.3f}")
             + ("  (best, saved)" if improved else f"  ({state.stale_epochs} without improvement)")
         )
