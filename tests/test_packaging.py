@@ -96,12 +96,18 @@ def test_an_install_adds_one_import_name_and_four_commands(installed, tmp_path):
 
 
 def readme_commands() -> list[list[str]]:
-    """Every command of ours in the README's shell blocks (continued lines joined), split into words."""
+    """Every command of ours in the README's shell blocks (continued lines joined), split into words;
+    a torchrun line counts as the ``python -m MODULE`` it launches."""
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
-    return [shlex.split(line) for line in lines
-            if line.startswith(("gym-autoencoder-", "python -m gym_autoencoder"))]
+    commands = []
+    for words in (shlex.split(line, comments=True) for line in lines):
+        if words and words[0] == "torchrun":
+            words = ["python", *words[words.index("-m"):]]
+        if words and (words[0].startswith("gym-autoencoder-") or " ".join(words[:3]).startswith("python -m gym_autoencoder")):
+            commands.append(words)
+    return commands
 
 
 @pytest.mark.slow
