@@ -170,6 +170,6 @@ def test_torchrun_environments_are_read_and_checked():
 
 
 def test_batches_smaller_than_the_processes_are_refused():
-    with pytest.raises(Exception, match="last batch of an epoch holds 1 .*at most 1 processes"):
+    with pytest.raises(Exception, match="last batch of an epoch holds 1 .*at most 1 process,"):
         Processes(2, 0).check_batches(41, 20)
     Processes(2, 0).check_batches(42, 20)

@@ -224,7 +224,8 @@ class Processes:
             raise ConfigError(
                 f"{self.world_size} processes need at least {self.world_size} frames in every batch, but "
                 f"the last batch of an epoch holds {smallest} ({num_frames} training frames in batches of "
-                f"{batch_size}); start at most {smallest} processes, or train with another batch_size"
+                f"{batch_size}); start at most {smallest} process{'es' if smallest > 1 else ''}, or train with "
+                "another batch_size"
             )
 
     def part(self, rows: np.ndarray) -> np.ndarray:
