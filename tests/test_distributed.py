@@ -17,16 +17,22 @@ import sys
 import time
 from pathlib import Path
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from gym_autoencoder import load_checkpoint
+from gym_autoencoder.model_stubs import build_model
 from gym_autoencoder.training.distributed import Processes
+from gym_autoencoder.training.heads import LabelHead
 from gym_autoencoder.training.loop import read_state
 from tests.helpers import write_dataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "training" / "autoencoder_training.py"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "training" / "autoencoder_training.py"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Conv_Unpool has batch norms and no sampling noise; the visibility head has one more batch norm.
@@ -115,12 +121,19 @@ def test_a_two_process_run_resumes_in_one_process(runs, tiny_data):
     assert model.encode(torch.zeros(1, 3, 64, 64)).shape == (1, 32, 6, 6)
 
 
-def _rank_of(pid: int) -> int | None:
-    try:
-        variables = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    return next((int(v[5:]) for v in variables if v.startswith(b"RANK=")), None)
+def _workers(parent: int) -> dict[int, int]:
+    """The ranks of the processes whose parent is ``parent`` (a torchrun agent), with their ids."""
+    workers = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            variables = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        rank = next((int(v[5:]) for v in variables if v.startswith(b"RANK=")), None)
+        workers[rank] = int(stat.parent.name)
+    return workers
 
 
 def test_a_process_that_dies_ends_the_run_with_the_last_epoch_saved(tiny_data, tmp_path):
@@ -133,9 +146,7 @@ def test_a_process_that_dies_ends_the_run_with_the_last_epoch_saved(tiny_data, t
     while not state_path.exists() and torchrun.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert state_path.exists(), torchrun.communicate()
-    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(torchrun.pid)], capture_output=True, text=True)
-    workers = {_rank_of(int(pid)): int(pid) for pid in children.stdout.split()}
-    os.kill(workers[1], signal.SIGKILL)
+    os.kill(_workers(torchrun.pid)[1], signal.SIGKILL)
     killed = time.monotonic()
     out, err = torchrun.communicate(timeout=60)
     assert torchrun.returncode != 0 and time.monotonic() - killed < 30
@@ -173,3 +184,49 @@ def test_batches_smaller_than_the_processes_are_refused():
     with pytest.raises(Exception, match="last batch of an epoch holds 1 .*at most 1 process,"):
         Processes(2, 0).check_batches(41, 20)
     Processes(2, 0).check_batches(42, 20)
+
+
+class _ModelAndHead(nn.Module):
+    def __init__(self, model: nn.Module, head: LabelHead) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        output = self.model(x)
+        return self.model.loss_function(x, output)["loss"] + self.head.loss(self.head(output["encoding"]), labels)
+
+
+def compare_gradients() -> None:
+    """Run by torchrun in 2 processes: in float64, where rounding is far below what is checked,
+    the gradients and batch-norm statistics of Conv_Unpool and a label head trained on the parts
+    (4 and 3 frames) of a batch of 7 are those of one process on the whole batch."""
+    with Processes.from_environment() as dist:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.rand((7, 3, 64, 64), generator=generator, dtype=torch.float64)
+        labels = (torch.rand((7, 5), generator=generator) > 0.5).double()
+        torch.manual_seed(0)
+        model = build_model("Conv_Unpool")
+        alone = _ModelAndHead(model, LabelHead(model.encoding_shape, labels.float().numpy(), 0.5)).double().train()
+        together = copy.deepcopy(alone)
+        alone(x, labels).backward()
+        rows = dist.part(np.arange(7))
+        wrapped = dist.wrap(together, torch.device("cpu"))
+        dist.share(wrapped(x[rows], labels[rows]), len(rows), 7).backward()
+        scale = max(p.grad.abs().max() for p in alone.parameters())
+        for (name, expected), got in zip(alone.named_parameters(), together.parameters()):
+            torch.testing.assert_close(got.grad, expected.grad, rtol=1e-9, atol=1e-12 * scale, msg=name)
+        for (name, expected), got in zip(alone.named_buffers(), together.buffers()):
+            torch.testing.assert_close(got, expected, rtol=1e-9, atol=0, msg=name)
+        print(f"rank {dist.rank}: {len(rows)} frames, gradients equal")
+
+
+def test_global_batch_norm_gives_the_gradients_of_the_whole_batch():
+    done = subprocess.run(TORCHRUN + ["--nproc-per-node", "2", "--master-port", str(free_port()), "-m",
+                                      "tests.test_distributed"], capture_output=True, text=True, env=ENV,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rank 0: 4 frames, gradients equal" in done.stdout
+
+
+if __name__ == "__main__":
+    compare_gradients()
