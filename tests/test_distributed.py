@@ -27,6 +27,7 @@ from torch import nn
 from gym_autoencoder import load_checkpoint
 from gym_autoencoder.model_stubs import build_model
 from gym_autoencoder.training.distributed import Processes
+from gym_autoencoder.training.autoencoder_training import main
 from gym_autoencoder.training.heads import LabelHead
 from gym_autoencoder.training.loop import read_state
 from tests.helpers import write_dataset
@@ -46,9 +47,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def arguments(save_dir: Path, data_dir: Path, *extra: str) -> list[str]:
+    return [*RUN, "--data-dir", str(data_dir), "--save-dir", str(save_dir), *extra]
+
+
 def launch(command: list[str], save_dir: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([*command, str(SCRIPT), *RUN, "--data-dir", str(data_dir), "--save-dir", str(save_dir),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen([*command, str(SCRIPT), *arguments(save_dir, data_dir, *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
 def finish(process: subprocess.Popen, timeout: float = 120) -> str:
@@ -63,16 +68,17 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_data, tmp_path_factory) -> dict[str, Path]:
-    """The run in one process, and in two processes started by two torchrun commands that meet at a
-    c10d rendezvous endpoint, as on two machines (one process each), side by side."""
+def runs(tiny_data, tmp_path_factory, one_torch_thread) -> dict[str, Path]:
+    """The run in two processes started by two torchrun commands that meet at a c10d rendezvous
+    endpoint, as on two machines (one process each), and meanwhile in this process."""
     one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = [TORCHRUN + ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
                          "--rdzv-endpoint", endpoint, "--rdzv-id", "test"] for _ in range(2)]
-    processes = [launch([sys.executable], one, tiny_data)] + [launch(node, two, tiny_data) for node in nodes]
+    processes = [launch(node, two, tiny_data) for node in nodes]
+    assert main(arguments(one, tiny_data)) == 0
     outputs = [finish(process) for process in processes]
-    return {"one": one / "run", "two": two / "run", "two_output": "".join(outputs[1:])}
+    return {"one": one / "run", "two": two / "run", "two_output": "".join(outputs)}
 
 
 def test_two_processes_on_two_nodes_train_as_one_process(runs):
@@ -111,9 +117,9 @@ def test_the_checkpoints_record_how_the_run_was_trained(runs):
         "world_size": 1, "nodes": 1, "backend": None, "devices": ["cpu"]}
 
 
-def test_a_two_process_run_resumes_in_one_process(runs, tiny_data):
-    output = finish(launch([sys.executable], runs["two"].parent, tiny_data, "--resume", "--epochs", "3"))
-    assert "resuming after epoch 2" in output
+def test_a_two_process_run_resumes_in_one_process(runs, tiny_data, one_torch_thread, capsys):
+    assert main(arguments(runs["two"].parent, tiny_data, "--resume", "--epochs", "3")) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().out
     state = read_state(runs["two"] / "checkpoints" / "last.pt")
     assert state["state"]["epoch"] == 3 and len(state["state"]["history"]["train_loss"]) == 3
     assert state["distributed"]["world_size"] == 1
