@@ -34,6 +34,7 @@ from gym_autoencoder.training.config import (
     resolve_recipe,
 )
 from gym_autoencoder.training.data import data_present, generate_data, missing_data_error, open_dataset
+from gym_autoencoder.training.distributed import ONE_PROCESS, Processes
 from gym_autoencoder.training.evaluate import evaluate_run
 from gym_autoencoder.training.loop import (
     SAVE_DIR_FIX,
@@ -163,25 +164,25 @@ def initialise_from(model: BaseAutoencoder, source: str) -> dict[str, Any]:
 
 def run_one(
     config: dict, model_name: str, run: str, overrides: dict[str, Any], arch: dict[str, Any],
-    resume: bool, generate: bool, evaluate: bool = True,
+    resume: bool, generate: bool, evaluate: bool = True, dist: Processes = ONE_PROCESS,
 ) -> None:
-    """Train (or continue) run ``run`` of ``model_name`` and evaluate its best model."""
+    """Train (or continue) run ``run`` of ``model_name`` and evaluate its best model. Under
+    torchrun (``dist``) every process trains; rank 0 alone reads the run's files, writes and evaluates."""
     recipe = resolve_recipe(config, model_name, overrides, arch)
     run_dir = Path(recipe.save_dir) / run
     state_path = run_dir / "checkpoints" / "last.pt"
-    payload = None
-    if state_path.is_file():
+    payload = dist.from_main(lambda: read_state(state_path) if state_path.is_file() else None)
+    if payload is not None:
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, "
                               "or choose a new --name")
-        payload = read_state(state_path)
         if payload["architecture"] != model_name:
             raise ConfigError(f"{run_dir} holds a {payload['architecture']} run, not {model_name}; "
                               "choose another --name")
         # the run is the directory found here, wherever it was first written
         recipe = apply_resume_overrides({**payload["recipe"], "save_dir": recipe.save_dir}, overrides, arch)
         state = TrainingState(**payload["state"])
-        if state.stop_reason(recipe) and (not evaluate or (run_dir / "metrics.json").is_file()):
+        if state.stop_reason(recipe) and dist.agree(not evaluate or (run_dir / "metrics.json").is_file()):
             say(f"{run}: already complete ({state.epoch} epochs, {state.stop_reason(recipe)}); nothing to do")
             return
         say(f"{run}: resuming after epoch {state.epoch}")
@@ -190,28 +191,34 @@ def run_one(
     if not data_present(recipe.data_dir):
         if not generate:
             raise missing_data_error(recipe.data_dir, recipe.generate, recipe.seed)
+        if dist.world_size > 1:
+            raise ConfigError(f"training data not found in {recipe.data_dir}, and --generate-data does not "
+                              "run under torchrun; generate the data set first (on every machine, or in "
+                              "a shared directory), then start torchrun")
         say(f"generating {recipe.generate.num_samples} frames into {recipe.data_dir}")
         generate_data(recipe.data_dir, recipe.generate, recipe.seed)
     dataset = open_dataset(recipe.data_dir)
-    device = resolve_device(recipe.device)
+    device = dist.device(resolve_device(recipe.device))
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     model = build(model_name, recipe)
-    check_writable(run_dir / "checkpoints", SAVE_DIR_FIX, checkpoint_room(model))
-    metadata = {"run": run, "recipe": recipe.to_dict(), "data": dataset.describe()}
+    if dist.is_main:
+        check_writable(run_dir / "checkpoints", SAVE_DIR_FIX, checkpoint_room(model))
+    metadata = {"run": run, "recipe": recipe.to_dict(), "data": dataset.describe(),
+                "distributed": dist.describe(device)}
     if recipe.init_from:
         metadata["initialised_from"] = (
-            read_checkpoint(run_dir / f"{run}.pt")["metadata"]["initialised_from"] if payload
-            else initialise_from(model, recipe.init_from)
+            dist.from_main(lambda: read_checkpoint(run_dir / f"{run}.pt")["metadata"]["initialised_from"])
+            if payload else initialise_from(model, recipe.init_from)
         )
         say(f"{run}: initialised from the weights of {metadata['initialised_from']['checkpoint']} "
             f"({metadata['initialised_from']['epochs']} epochs)")
-    say(f"{run}: {model_name} on {device}, {len(dataset.train)} training and "
+    say(f"{run}: {model_name} on {dist.summary(device)}, {len(dataset.train)} training and "
           f"{len(dataset.test)} test frames from {dataset.directory}")
-    state = train(model, recipe, dataset, run_dir, metadata, device, payload)
+    state = train(model, recipe, dataset, run_dir, metadata, device, payload, dist)
     say(f"{run}: training stopped ({state.stop_reason(recipe)}) after {state.epoch} epochs; "
           f"best test loss {state.best_loss:.6f} at epoch {state.best_epoch}")
-    if not evaluate:
+    if not evaluate or not dist.is_main:
         return
     values = evaluate_run(run_dir, device=device)
     say(f"{run}: test PSNR {values['test']['psnr_db']:.2f} dB, SSIM {values['test']['ssim']:.4f}; "
@@ -230,27 +237,29 @@ def run_names(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(default_config()).parse_args(argv)
-    failed = []
+    failed, prog = [], "autoencoder_training.py"
     try:
-        config = load_config(args.config)
-        overrides = command_line_settings(args)
-        arch = parse_arch(args.arch)
-        if arch and args.all:
-            raise ConfigError("--arch applies to one model; give per-model arguments with --all "
-                              "in the models section of a --config file")
-        for model_name, run in run_names(args):
-            try:
-                run_one(config, model_name, run, overrides, arch, args.resume, args.generate_data,
-                        not args.skip_evaluation)
-            except NonFiniteLossError as err:
-                if not args.all:
-                    raise
-                print(f"autoencoder_training.py: error: {run}: {err}", file=sys.stderr)
-                failed.append(run)
-    except (GymAutoencoderError, OSError) as err:
-        return report_error(err, "autoencoder_training.py")
+        with Processes.from_environment() as dist:
+            prog += dist.label
+            config = load_config(args.config)
+            overrides = command_line_settings(args)
+            arch = parse_arch(args.arch)
+            if arch and args.all:
+                raise ConfigError("--arch applies to one model; give per-model arguments with --all "
+                                  "in the models section of a --config file")
+            for model_name, run in run_names(args):
+                try:
+                    run_one(config, model_name, run, overrides, arch, args.resume, args.generate_data,
+                            not args.skip_evaluation, dist)
+                except NonFiniteLossError as err:
+                    if not args.all or dist.world_size > 1:  # under torchrun a failed run ends the launch
+                        raise
+                    print(f"{prog}: error: {run}: {err}", file=sys.stderr)
+                    failed.append(run)
+    except (GymAutoencoderError, OSError, torch.distributed.DistError) as err:
+        return report_error(err, prog)
     if failed:
-        print(f"autoencoder_training.py: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{prog}: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 

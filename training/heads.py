@@ -49,6 +49,19 @@ def state_labels(split: Split, weight: float) -> np.ndarray:
     return np.concatenate([walls.reshape(len(walls), -1), maps.reshape(len(walls), -1), held], axis=1, dtype=np.float32)
 
 
+class Standardise(nn.BatchNorm1d):
+    """Batch norm without scale and shift whose batch of one frame, which has no batch
+    statistics, is standardised by the running ones."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size, affine=False)
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        if self.training and len(flat) == 1:
+            return nn.functional.batch_norm(flat, self.running_mean, self.running_var, eps=self.eps)
+        return super().forward(flat)
+
+
 class LabelHead(nn.Module):
     """Standardisation (batch statistics, as the probes standardise) and one linear layer from
     the flattened encoding to a logit per label column; its loss is ``weight`` times the binary
@@ -60,7 +73,7 @@ class LabelHead(nn.Module):
                  balanced: bool = True) -> None:
         super().__init__()
         size = math.prod(encoding_shape)
-        self.norm = nn.BatchNorm1d(size, affine=False)
+        self.norm = Standardise(size)
         self.linear = nn.Linear(size, train_labels.shape[1])
         positives = train_labels.sum(axis=0)
         ratio = (len(train_labels) - positives) / np.maximum(positives, 1.0) if balanced else np.ones_like(positives)
@@ -68,15 +81,8 @@ class LabelHead(nn.Module):
         self.weight = float(weight)
 
     def forward(self, encoding: torch.Tensor) -> torch.Tensor:
-        """Logits (N, columns) (a batch of one frame, which has no batch statistics, is
-        standardised by the running ones)."""
-        flat = encoding.flatten(1)
-        norm = self.norm
-        standardised = nn.functional.batch_norm(
-            flat, norm.running_mean, norm.running_var, training=self.training and len(flat) > 1,
-            momentum=norm.momentum, eps=norm.eps,
-        )
-        return self.linear(standardised)
+        """Logits (N, columns)."""
+        return self.linear(self.norm(encoding.flatten(1)))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``weight`` times the binary cross-entropy of ``logits`` against ``labels``."""

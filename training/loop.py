@@ -31,6 +31,7 @@ from gym_autoencoder.training.config import Recipe
 from gym_autoencoder.training.data import (
     Dataset, Indices, PixelWeights, Rows, Split, class_balance, epoch_batches, pixel_weights, place_dataset,
 )
+from gym_autoencoder.training.distributed import ONE_PROCESS, Processes
 from gym_autoencoder.training.heads import LabelHead, head_accuracy, state_labels, visibility_labels, warm_start
 
 STATE_FORMAT = "gym_autoencoder.training_state"
@@ -183,6 +184,19 @@ class Objective:
         return loss.float(), logits.get("visibility")
 
 
+class TrainingLoss(nn.Module):
+    """The model and the heads as one module whose forward is the objective's loss: what DDP
+    wraps, so that the gradients of all their parameters are averaged over the processes."""
+
+    def __init__(self, objective: Objective, model: BaseAutoencoder) -> None:
+        super().__init__()
+        self.parts = objective.modules(model)
+        self.objective = objective
+
+    def forward(self, split: Split, x: torch.Tensor, rows: Indices) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.objective.loss(self.parts[0], split, x, rows)
+
+
 def make_optimiser(modules: nn.Module, recipe: Recipe) -> torch.optim.Adam:
     return torch.optim.Adam(
         modules.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay
@@ -192,8 +206,10 @@ def make_optimiser(modules: nn.Module, recipe: Recipe) -> torch.optim.Adam:
 def save_state(
     path: Path, model: BaseAutoencoder, optimiser: torch.optim.Optimizer,
     state: TrainingState, recipe: dict[str, Any], heads: dict[str, LabelHead] | None = None,
+    distributed: dict[str, Any] | None = None,
 ) -> None:
-    """Write everything a resumed run needs to ``path``, atomically, as plain data."""
+    """Write everything a resumed run needs to ``path``, atomically, as plain data; the RNG
+    state is this process's (rank 0's); ``distributed`` says how the run was trained."""
     heads = heads or {}
     save_payload(path, STATE_FORMAT, STATE_VERSION, {
         "architecture": type(model).__name__,
@@ -204,6 +220,7 @@ def save_state(
         "optimiser": optimiser.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "distributed": distributed or {},
     })
 
 
@@ -234,21 +251,27 @@ def restore_state(
 
 
 def held_out_loss(
-    model: BaseAutoencoder, split: Split, objective: Objective, batch_size: int,
+    model: BaseAutoencoder, split: Split, objective: Objective, batch_size: int, dist: Processes = ONE_PROCESS,
 ) -> tuple[float, float | None]:
     """The training objective on every frame of ``split``, in eval mode, and the visibility
-    head's balanced accuracy there (None without a head)."""
+    head's balanced accuracy there (None without a head). Each process takes its shard of the
+    frames; all get the same results."""
     objective.modules(model).eval()
+    shard = dist.shard(len(split))
     total, logits = torch.zeros((), device=objective.steps.device), []
     with torch.inference_mode():
-        for start in range(0, len(split), batch_size):
-            rows = slice(start, min(start + batch_size, len(split)))
+        for start in range(shard.start, shard.stop, batch_size):
+            rows = slice(start, min(start + batch_size, shard.stop))
             loss, batch_logits = objective.loss(model, split, objective.batch(split, rows), rows)
             total += loss * (rows.stop - rows.start)
             if batch_logits is not None:
                 logits.append(batch_logits.float().cpu())
-    accuracy = head_accuracy(torch.cat(logits), objective.labels["visibility"][split.name]) if logits else None
-    return total.item() / len(split), accuracy
+    [total] = dist.sum([total.item()])
+    if "visibility" not in objective.heads:
+        return total / len(split), None
+    visible = objective.labels["visibility"][split.name]
+    shard_logits = torch.cat(logits) if logits else torch.zeros((0, visible.shape[1]))
+    return total / len(split), head_accuracy(dist.concat(shard_logits, len(split)), visible)
 
 
 def _non_finite(what: str, value: float, state: TrainingState, state_path: Path) -> NonFiniteLossError:
@@ -263,27 +286,31 @@ def _non_finite(what: str, value: float, state: TrainingState, state_path: Path)
 
 
 def train_epoch(
-    model: BaseAutoencoder, optimiser: torch.optim.Optimizer, split: Split, objective: Objective,
-    recipe: Recipe, state: TrainingState, desc: str, state_path: Path,
+    training_loss: nn.Module, optimiser: torch.optim.Optimizer, split: Split, objective: Objective,
+    recipe: Recipe, state: TrainingState, desc: str, state_path: Path, dist: Processes = ONE_PROCESS,
 ) -> float:
-    """One pass over the training frames in the batches of (seed, epoch); the mean training loss.
+    """One pass over the training frames in the batches of (seed, epoch), each process taking its
+    part of every batch; the mean training loss. ``training_loss``: a :class:`TrainingLoss`,
+    wrapped by ``dist``.
 
     The running loss stays on the device and is read (and checked for NaN) every
     ``log_interval`` batches, so a GPU is not made to wait for the host after each step.
     """
     batches = epoch_batches(len(split), recipe.batch_size, recipe.seed, state.epoch)
-    progress = tqdm(batches, desc=desc, unit="batch", disable=None, leave=False)
-    objective.modules(model).train()
+    progress = tqdm(batches, desc=desc, unit="batch", disable=None if dist.is_main else True, leave=False)
+    training_loss.train()
     total, seen = torch.zeros((), device=objective.steps.device), 0
-    for step, rows in enumerate(progress, start=1):
-        loss = objective.loss(model, split, objective.batch(split, rows), rows)[0]
+    for step, batch in enumerate(progress, start=1):
+        rows = dist.part(batch)
+        loss = training_loss(split, objective.batch(split, rows), rows)[0]
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        dist.share(loss, len(rows), len(batch)).backward()
         optimiser.step()
         total += loss.detach() * len(rows)
         seen += len(rows)
         if step % recipe.log_interval == 0 or step == len(batches):
-            running = total.item() / seen
+            summed, count = dist.sum([total.item(), seen])  # every process checks the same figure
+            running = summed / count
             if not math.isfinite(running):
                 raise _non_finite("training", running, state, state_path)
             if progress.disable:
@@ -291,7 +318,7 @@ def train_epoch(
             else:
                 progress.set_postfix(loss=f"{running:.5f}")
     progress.close()
-    return total.item() / seen
+    return running
 
 
 def train(
@@ -302,13 +329,15 @@ def train(
     metadata: dict[str, Any],
     device: torch.device,
     resume_from: dict[str, Any] | None = None,
+    dist: Processes = ONE_PROCESS,
 ) -> TrainingState:
     """Train ``model`` on ``device`` under ``recipe`` until early stopping, the epoch limit or
     the time budget.
 
     ``metadata`` goes into the best checkpoint ``RUN.pt`` with the epoch, the history and how
     the steps ran (``training``: device, precision, layout, where the data was held);
-    ``resume_from`` is a payload of :func:`read_state` to continue from.
+    ``resume_from`` is a payload of :func:`read_state` to continue from. ``dist``: this
+    process's place among the processes that train together; only rank 0 writes.
     """
     steps = StepSettings.resolve(device, recipe.precision, recipe.memory_format)
     objective = Objective.for_recipe(model, recipe, dataset, steps)
@@ -330,8 +359,10 @@ def train(
             head_loss = warm_start(head, model, dataset.train, objective.labels[name][dataset.train.name],
                                    device, seed=recipe.seed)
             say(f"{run_dir.name}: {name} head fitted to the initial encoding (loss {head_loss:.4f})")
-        initial = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size)[0]
+        initial = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size, dist)[0]
         say(f"{run_dir.name}: test loss of the initial weights {initial:.5f}")
+    dist.check_batches(len(dataset.train), recipe.batch_size)
+    training_loss = dist.wrap(TrainingLoss(objective, model), device)
 
     while state.stop_reason(recipe) is None:
         started = time.monotonic()
@@ -339,11 +370,14 @@ def train(
         for group in optimiser.param_groups:
             group["lr"] = lr
         desc = f"{run_dir.name} epoch {state.epoch + 1}/{recipe.epochs}"
-        train_loss = train_epoch(model, optimiser, dataset.train, objective, recipe, state, desc, state_path)
-        loss_on_test, visibility = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size)
+        dist.seed_noise(recipe.seed, state.epoch)
+        train_loss = train_epoch(
+            training_loss, optimiser, dataset.train, objective, recipe, state, desc, state_path, dist
+        )
+        loss_on_test, visibility = held_out_loss(model, dataset.test, objective, recipe.eval_batch_size, dist)
         if not math.isfinite(loss_on_test):
             raise _non_finite("test", loss_on_test, state, state_path)
-        seconds = time.monotonic() - started
+        seconds = dist.agree(time.monotonic() - started)  # rank 0's clock decides for all
         for key, value in (("train_loss", train_loss), ("test_loss", loss_on_test), ("lr", lr), ("seconds", seconds)):
             state.history.setdefault(key, []).append(value)
         if visibility is not None:
@@ -351,13 +385,17 @@ def train(
         state.train_seconds += seconds
         improved = loss_on_test < state.best_loss
         _record_epoch(state, recipe, improved)
-        with storage_errors(run_dir, SAVE_DIR_FIX):
-            if improved:
-                state.best_loss, state.best_epoch = loss_on_test, state.epoch
-                save_checkpoint(best_path, model, {
-                    **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
-                })
-            save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.heads)
+        if improved:
+            state.best_loss, state.best_epoch = loss_on_test, state.epoch
+        if dist.is_main:
+            with storage_errors(run_dir, SAVE_DIR_FIX):
+                if improved:
+                    save_checkpoint(best_path, model, {
+                        **metadata, "epoch": state.epoch, "test_loss": loss_on_test, "history": state.history,
+                    })
+                save_state(state_path, model, optimiser, state, recipe.to_dict(), objective.heads,
+                           metadata.get("distributed"))
+        dist.barrier()  # no process goes on (or ends) before the epoch is saved
         say(
             f"{desc}: train {train_loss:.5f}  test {loss_on_test:.5f}  lr {lr:.3g}  {seconds:.1f} s"
             + ("" if visibility is None else f"  visibility head {visibility:.3f}")
