@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from gym_autoencoder.autoencoder import resolve_device
+from gym_autoencoder.inference import torch_threads
 from gym_autoencoder.model_stubs import MODEL_NAMES, build_model
 from gym_autoencoder.training.acceleration import StepSettings
 from gym_autoencoder.training.config import default_config, resolve_recipe
@@ -43,16 +44,6 @@ from gym_autoencoder.training.data import Dataset, Split, open_dataset
 from gym_autoencoder.training.loop import (
     Objective, TrainingLoss, TrainingState, make_optimiser, read_state, train_epoch,
 )
-
-
-@contextlib.contextmanager
-def threads(count: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 VARIANTS = {
@@ -107,7 +98,7 @@ def variant_table(args: argparse.Namespace, device: torch.device) -> None:
         times = {key: [] for key in runs}
         for _ in range(args.rounds):
             for key, run in runs.items():
-                with threads(1) if key == "1 thread" else contextlib.nullcontext():
+                with torch_threads(1) if key == "1 thread" else contextlib.nullcontext():
                     times[key].append(run())
         base = statistics.median(times["baseline"])
         cells = "".join(f"{statistics.median(times[v]):>12.0f} ({statistics.median(times[v]) / base:4.2f})"
