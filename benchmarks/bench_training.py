@@ -8,7 +8,8 @@ alternating rounds, and reports the median frames per second and its ratio to th
 (float32, plain layout, memory-mapped frames, batch 64, all threads) of the same model:
 
 - ``held``: the frames held on the device (``data_placement: device``) instead of memory-mapped;
-- ``channels_last``, ``bfloat16``: the recipe's ``memory_format`` and ``precision`` settings;
+- ``channels_last``, ``bfloat16``: the recipe's ``memory_format`` and ``precision`` settings
+  (``both``: the two together);
 - ``compiled``: the model under ``torch.compile`` (inductor);
 - ``1 thread``: ``torch.set_num_threads(1)``;
 - ``batch 128``: twice the batch (with a learning rate scaled alike, the same number of frames).
@@ -48,7 +49,8 @@ from gym_autoencoder.training.loop import (
 
 VARIANTS = {
     "held": dict(held=True), "channels_last": dict(memory_format="channels_last"),
-    "bfloat16": dict(precision="bfloat16"), "compiled": dict(compiled=True), "1 thread": {},
+    "bfloat16": dict(precision="bfloat16"), "both": dict(memory_format="channels_last", precision="bfloat16"),
+    "compiled": dict(compiled=True), "1 thread": {},
     "batch 128": dict(batch_size=128),
 }
 SECTIONS = ("variants", "ddp")

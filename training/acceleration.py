@@ -1,10 +1,11 @@
 """How a training step runs on its device: numeric precision, memory layout, where data is held.
 
 The recipe's ``precision`` and ``memory_format`` settings say ``auto`` by default, which this
-module turns into what is fastest on the device: bfloat16 autocast and channels-last on CUDA,
-float32 and the plain layout on CPU, where ``benchmarks/bench_training.py`` measured both to be
-slower (docs/training.md gives the figures). Weights, optimiser state and the loss stay float32
-either way; autocast only runs the convolutions in bfloat16.
+module turns into what is fastest on the device: channels-last everywhere, bfloat16 autocast on
+CUDA and float32 on CPU, where bfloat16 speeds some models and slows others and is slow on CPUs
+without bfloat16 instructions (``benchmarks/bench_training.py``; docs/training.md gives the
+figures). Weights, optimiser state and the loss stay float32 either way; autocast only runs the
+convolutions in bfloat16.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ class StepSettings:
 
     @classmethod
     def resolve(cls, device: torch.device, precision: str = "auto", memory_format: str = "auto") -> "StepSettings":
-        """``auto`` settings made concrete for ``device`` (CUDA: bfloat16 where supported, channels-last)."""
-        cuda = device.type == "cuda"
+        """``auto`` settings made concrete for ``device``: channels-last; bfloat16 on CUDA where supported."""
         if precision == "auto":
-            precision = "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32"
+            precision = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
         if memory_format == "auto":
-            memory_format = "channels_last" if cuda else "contiguous"
+            memory_format = "channels_last"
         return cls(device, precision, memory_format)
 
     @property
