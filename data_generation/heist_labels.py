@@ -1,6 +1,15 @@
-"""Exact labels for captured Heist frames, read from the emulator state (see labels.LABEL_ARRAYS)."""
+"""Exact labels for captured Heist frames, read from the emulator state (see labels.LABEL_ARRAYS).
+
+Labelling runs in two steps so that the costly one can run in other processes:
+``draft_labels`` needs only the frames' emulator states (a pure function of them), and
+``settle_labels`` clears the object pixels the agent hides, which needs the game that drew
+the frames (``data_generation.label_pool`` spreads the drafts over worker processes).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,7 +23,7 @@ from gym_autoencoder.data_generation.heist_render import (
     pixel_counts,
 )
 from gym_autoencoder.data_generation.heist_oracle import oracle_directions
-from gym_autoencoder.data_generation.labels import VISIBLE_FRACTION, WALLS_RADIUS
+from gym_autoencoder.data_generation.labels import LABEL_ARRAYS, VISIBLE_FRACTION, WALLS_RADIUS
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 from gym_autoencoder.procgen_batch import ProcgenBatch
 from gym_autoencoder.procgen_state import WALL_CELL, parse_heist_state, patch_entities
@@ -33,38 +42,49 @@ def walls_around(batch: StateBatch) -> np.ndarray:
     return padded[frames, rows[:, :, None], cols[:, None, :]]
 
 
-def settle_occlusion(
-    games: ProcgenBatch, capture: Capture, states: list[bytes], batch: StateBatch, mask: np.ndarray
-) -> None:
-    """Clear the object pixels that the agent or a held-key icon hides.
+@dataclass
+class Redraw:
+    """A frame whose occluders touch object pixels: its state without objects, and the occluders' pixels."""
 
-    Frames where an occluder's box touches object pixels are drawn again without their objects;
-    inside the boxes an object pixel stays only where the object changes the frame. The
-    environment's state is restored afterwards.
-    """
-    frames, boxes = occluder_boxes(batch)
-    touching = boxes_touching(mask, frames, boxes)
-    for j in np.unique(frames[touching]):
-        env, state, buf = capture.envs[j], batch.states[j], states[capture.envs[j]]
-        is_object = object_classes(state.entities["type"], state.entities["image_theme"]) >= 0
-        without = games.render_state(env, patch_entities(buf, state, is_object, x=-1000.0))
-        games.render_state(env, buf)
-        unchanged = (capture.frames[j] == without).all(axis=-1)
-        mask[j][box_region(boxes[frames == j]) & unchanged] = 0
+    frame: int  # row of the frame in its batch
+    without_objects: bytes  # the frame's emulator state with every key, lock and gem moved away
+    region: np.ndarray  # (64, 64) bool pixels inside the boxes of the agent and the held-key icons
 
 
-def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
-    """Labels of every frame in ``capture`` (a round of a Heist rollout), one row per frame."""
-    states = rollout.games.states()
-    parsed = [parse_heist_state(states[i]) for i in capture.envs]
+@dataclass
+class DraftLabels:
+    """Labels of a batch of frames before occlusion: ``object_mask`` still holds hidden pixels."""
+
+    labels: dict[str, np.ndarray]  # the labels.LABEL_ARRAYS rows except visible and pixel_counts
+    full_counts: np.ndarray  # (n, 7) int32 pixels of each present object's whole sprite
+    redraws: list[Redraw]
+
+    @classmethod
+    def join(cls, drafts: Sequence[DraftLabels]) -> DraftLabels:
+        """The drafts of consecutive batches as one draft, rows in order."""
+        offsets = np.cumsum([0, *(len(d.full_counts) for d in drafts[:-1])])
+        return cls(
+            labels={name: np.concatenate([d.labels[name] for d in drafts]) for name in drafts[0].labels},
+            full_counts=np.concatenate([d.full_counts for d in drafts]),
+            redraws=[Redraw(r.frame + int(offset), r.without_objects, r.region)
+                     for d, offset in zip(drafts, offsets) for r in d.redraws],
+        )
+
+
+def draft_labels(states: Sequence[bytes]) -> DraftLabels:
+    """The labels of the frames whose emulator states are ``states``, before occlusion."""
+    parsed = [parse_heist_state(buf) for buf in states]
     batch = StateBatch.of(parsed)
     mask, full_counts, object_xy = object_masks(batch)
-    settle_occlusion(rollout.games, capture, states, batch, mask)
-    counts = pixel_counts(mask)
+    frames, boxes = occluder_boxes(batch)
+    redraws = []
+    for j in np.unique(frames[boxes_touching(mask, frames, boxes)]):
+        state = parsed[j]
+        is_object = object_classes(state.entities["type"], state.entities["image_theme"]) >= 0
+        redraws.append(Redraw(int(j), patch_entities(states[j], state, is_object, x=-1000.0),
+                              box_region(boxes[frames == j])))
     labels = {
         "level_seeds": np.array([s.level_seed for s in parsed], np.int64),
-        "visible": (counts > 0) & (counts >= VISIBLE_FRACTION * full_counts),
-        "pixel_counts": counts,
         "object_mask": mask,
         "object_xy": object_xy,
         "agent_xy": batch.agent_xy,
@@ -73,6 +93,41 @@ def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
         "level_steps": np.array([s.cur_time for s in parsed], np.int32),
         "oracle_direction": oracle_directions(parsed),
     }
-    if not np.array_equal(labels["level_seeds"], capture.level_seeds):
+    return DraftLabels(labels, full_counts, redraws)
+
+
+def settle_labels(
+    draft: DraftLabels, games: ProcgenBatch, capture: Capture, states: Sequence[bytes]
+) -> dict[str, np.ndarray]:
+    """The labels of ``capture`` (``states``: its frames' emulator states) from their draft.
+
+    Inside the occluders' boxes of a redrawn frame an object pixel stays only where the objects
+    change the frame. Each redraw uses the game that showed the frame, which is then set back
+    to the frame's state.
+    """
+    mask = draft.labels["object_mask"]
+    for redraw in draft.redraws:
+        j, env = redraw.frame, capture.envs[redraw.frame]
+        without = games.render_state(env, redraw.without_objects)
+        games.render_state(env, states[j])
+        unchanged = (capture.frames[j] == without).all(axis=-1)
+        mask[j][redraw.region & unchanged] = 0
+    if not np.array_equal(draft.labels["level_seeds"], capture.level_seeds):
         raise RuntimeError("emulator states and observations disagree on level seeds")
-    return labels
+    counts = pixel_counts(mask)
+    visible = (counts > 0) & (counts >= VISIBLE_FRACTION * draft.full_counts)
+    rows = {**draft.labels, "visible": visible, "pixel_counts": counts}
+    return {name: rows[name] for name in LABEL_ARRAYS}
+
+
+def label_capture(
+    rollout: Rollout, capture: Capture, draft: Callable[[Sequence[bytes]], DraftLabels] = draft_labels
+) -> dict[str, np.ndarray]:
+    """Labels of every frame in ``capture`` (a round of a Heist rollout), one row per frame.
+
+    ``draft`` drafts the labels from the captured frames' states (``label_pool`` passes one that
+    spreads them over processes).
+    """
+    states = rollout.games.states()
+    captured = [states[i] for i in capture.envs]
+    return settle_labels(draft(captured), rollout.games, capture, captured)
