@@ -8,7 +8,7 @@ the frames (``data_generation.label_pool`` spreads the drafts over worker proces
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,11 +99,11 @@ def draft_labels(states: Sequence[bytes]) -> DraftLabels:
 def settle_labels(
     draft: DraftLabels, games: ProcgenBatch, capture: Capture, states: Sequence[bytes]
 ) -> dict[str, np.ndarray]:
-    """The labels of ``capture`` (``states``: its frames' emulator states) from their draft.
+    """The labels of ``capture`` from their draft.
 
     Inside the occluders' boxes of a redrawn frame an object pixel stays only where the objects
-    change the frame. Each redraw uses the game that showed the frame, which is then set back
-    to the frame's state.
+    change the frame. Each redraw uses the game that showed the frame, which is then set to its
+    state in ``states`` (one per frame: the state it is in now).
     """
     mask = draft.labels["object_mask"]
     for redraw in draft.redraws:
@@ -120,14 +120,8 @@ def settle_labels(
     return {name: rows[name] for name in LABEL_ARRAYS}
 
 
-def label_capture(
-    rollout: Rollout, capture: Capture, draft: Callable[[Sequence[bytes]], DraftLabels] = draft_labels
-) -> dict[str, np.ndarray]:
-    """Labels of every frame in ``capture`` (a round of a Heist rollout), one row per frame.
-
-    ``draft`` drafts the labels from the captured frames' states (``label_pool`` passes one that
-    spreads them over processes).
-    """
+def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
+    """Labels of every frame in ``capture`` (a round of a Heist rollout), one row per frame."""
     states = rollout.games.states()
     captured = [states[i] for i in capture.envs]
-    return settle_labels(draft(captured), rollout.games, capture, captured)
+    return settle_labels(draft_labels(captured), rollout.games, capture, captured)

@@ -1,10 +1,11 @@
-"""Labelling a Heist rollout's captures on several cores, with the same labels as on one.
+"""Labelling a Heist rollout's rounds on several cores, with the same labels as on one.
 
 Procgen steps all environments of a rollout in one process (on its own native threads); what
 the labels cost is Python work per frame (``heist_labels.draft_labels``: parsing the states,
-object masks, walls, the oracle's path search). ``LabelPool`` splits each capture into
-consecutive chunks, drafts the first here and each other one in a worker process, and joins the
-drafts in order, so the labels do not depend on the number of workers.
+object masks, walls, the oracle's path search). ``LabelPool`` splits a round's states into
+consecutive chunks, drafts them in worker processes (and one here, when this process would
+otherwise wait) and joins the drafts in order, so the labels do not depend on the number of
+workers. ``labelled_rounds`` can also draft one round while the next is played.
 
 Workers start with 'spawn' (fork would copy a process whose Procgen threads may hold locks) and
 talk over one pipe each, sent to and read from this thread: a pool's helper threads would wait
@@ -15,23 +16,27 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 
 import numpy as np
 
 from gym_autoencoder.data_generation.arguments import GenerationError, check_workers
-from gym_autoencoder.data_generation.heist_labels import DraftLabels, draft_labels, label_capture
+from gym_autoencoder.data_generation.heist_labels import DraftLabels, draft_labels, settle_labels
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 STOP_SECONDS = 5  # how long a worker may take to finish its chunk and exit before it is killed
+WORKER_STOPPED = (
+    "a labelling worker process stopped (a script that starts a generator with workers must do so under "
+    "`if __name__ == '__main__':`; see the error above); fix that or use --workers 1"
+)
 
 
 def _draft_or_error(states: Sequence[bytes]) -> DraftLabels | Exception:
     """``draft_labels(states)``, or the error it raised (raised later, once every chunk is back)."""
     try:
         return draft_labels(states)
-    except Exception as err:  # noqa: BLE001 - raised again by LabelPool.draft
+    except Exception as err:  # noqa: BLE001 - raised again by the waiting LabelPool
         return err
 
 
@@ -43,20 +48,20 @@ def _serve(connection: Connection) -> None:
 
 
 class LabelPool:
-    """Labels captures using ``workers`` processes: this one and up to ``workers - 1`` started ones.
+    """Drafts labels using ``workers`` processes: this one and up to ``workers - 1`` started ones.
 
-    A capture of at most ``max_chunks`` frames is split into no more chunks than that.
+    A round of at most ``max_chunks`` frames is split into no more chunks than that.
     ``workers=1`` starts no process. Use as a context manager: leaving it, normally or by an
     error or Ctrl-C, stops the workers.
     """
 
     def __init__(self, workers: int, max_chunks: int) -> None:
         check_workers(workers)
-        self.chunks = min(workers, max_chunks)
         self._workers: list[tuple[multiprocessing.Process, Connection]] = []
+        self._waiting: list[Connection] = []  # workers whose reply has not been read
         context = multiprocessing.get_context("spawn")
         try:
-            for _ in range(self.chunks - 1):
+            for _ in range(min(workers, max_chunks) - 1):
                 mine, theirs = context.Pipe()
                 process = context.Process(target=_serve, args=(theirs,), daemon=True)
                 process.start()
@@ -66,50 +71,102 @@ class LabelPool:
             self.close()
             raise
 
-    def label(self, rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
-        """The labels of ``capture``, a round that ``rollout`` just played (``heist_labels.label_capture``)."""
-        return label_capture(rollout, capture, self.draft)
+    def submit(self, states: Sequence[bytes], here: bool = True) -> Callable[[], DraftLabels]:
+        """Start drafting ``states``; the function returned gives ``draft_labels(states)``.
 
-    def draft(self, states: Sequence[bytes]) -> DraftLabels:
-        """``draft_labels(states)``, its chunks drafted side by side."""
-        bounds = np.linspace(0, len(states), min(self.chunks, len(states)) + 1).round().astype(int)
-        chunks = [states[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        if len(chunks) <= 1:
-            return draft_labels(states)
-        workers = [connection for _, connection in self._workers[: len(chunks) - 1]]
+        With ``here`` this process drafts a chunk too, when the function is called; without, the
+        workers draft all of it (this process is free meanwhile). Read each draft before the next
+        submit: a worker's unread reply would block it.
+        """
+        workers = [connection for _, connection in self._workers]
+        parts = min(len(workers) + here, len(states))
+        if parts <= here:  # no worker to ask, or one chunk that this process drafts
+            return lambda: draft_labels(states)
+        bounds = np.linspace(0, len(states), parts + 1).round().astype(int)
+        chunks = [list(states[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        local, remote = (chunks[0], chunks[1:]) if here else (None, chunks)
+        asked = workers[: len(remote)]
         try:
-            for connection, chunk in zip(workers, chunks[1:]):
-                connection.send(list(chunk))
-            drafts = [_draft_or_error(chunks[0]), *(connection.recv() for connection in workers)]
-        except (EOFError, OSError):
-            self.close()
-            raise GenerationError(
-                "a labelling worker process stopped (a script that starts a generator with workers must do so "
-                "under `if __name__ == '__main__':`; see the error above); fix that or use --workers 1"
-            ) from None
-        for draft in drafts:
-            if isinstance(draft, Exception):
-                raise draft
-        return DraftLabels.join(drafts)
+            for connection, chunk in zip(asked, remote):
+                connection.send(chunk)
+                self._waiting.append(connection)
+        except OSError:
+            self._stopped()
+
+        def result() -> DraftLabels:
+            drafts = [] if local is None else [_draft_or_error(local)]
+            try:
+                for connection in asked:
+                    drafts.append(connection.recv())
+                    self._waiting.remove(connection)
+            except (EOFError, OSError):
+                self._stopped()
+            for draft in drafts:
+                if isinstance(draft, Exception):
+                    raise draft
+            return DraftLabels.join(drafts)
+
+        return result
+
+    def _stopped(self) -> None:
+        self.close()
+        raise GenerationError(WORKER_STOPPED) from None
 
     def close(self) -> None:
-        """Stop the workers (a no-op without them); the pool then drafts in this process."""
-        self.chunks = 1
-        for _, connection in self._workers:
-            try:
-                connection.send(None)
-            except OSError:
-                pass  # the worker has gone already
+        """Stop the workers (a no-op without them); the pool then drafts in this process.
+
+        A worker whose reply was not read (the run stopped before it) is killed: it may be
+        blocked sending that reply, and nothing it holds is wanted.
+        """
+        for process, connection in self._workers:
+            if connection in self._waiting:
+                process.kill()
+            else:
+                try:
+                    connection.send(None)
+                except OSError:
+                    pass  # the worker has gone already
         for process, connection in self._workers:
             process.join(STOP_SECONDS)
             if process.is_alive():
                 process.kill()
                 process.join()
             connection.close()
-        self._workers = []
+        self._workers, self._waiting = [], []
 
     def __enter__(self) -> LabelPool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def labelled_rounds(
+    rollout: Rollout, pool: LabelPool, labels: bool = True, ahead: bool = False
+) -> Iterator[tuple[Capture, dict[str, np.ndarray], int]]:
+    """The rounds of ``rollout`` that captured frames, each with its labels and its number.
+
+    ``labels=False`` gives ``level_seeds`` only (any game). A round is played when the previous
+    one has been taken, so the caller may change ``rollout.keep`` in between; with ``ahead`` the
+    next round is played while the workers draft the last one's labels (the labels are the same;
+    the rollout is then one round further on).
+    """
+    last: tuple[Capture, Callable[[], DraftLabels], int] | None = None
+    while True:
+        capture = rollout.run_round()
+        if len(capture.envs) == 0:
+            continue
+        if not labels:
+            yield capture, {"level_seeds": capture.level_seeds}, rollout.rounds
+            continue
+        states = rollout.games.states()
+        if not ahead:
+            captured = [states[i] for i in capture.envs]
+            draft = pool.submit(captured)()
+            yield capture, settle_labels(draft, rollout.games, capture, captured), rollout.rounds
+            continue
+        previous = None if last is None else (last[0], last[1](), last[2])  # read before the next submit
+        last = (capture, pool.submit([states[i] for i in capture.envs], here=False), rollout.rounds)
+        if previous is not None:
+            played, draft, number = previous
+            yield played, settle_labels(draft, rollout.games, played, [states[i] for i in played.envs]), number

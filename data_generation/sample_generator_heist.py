@@ -38,7 +38,7 @@ from gym_autoencoder.data_generation.arguments import (
     split_counts,
 )
 from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from gym_autoencoder.data_generation.label_pool import LabelPool
+from gym_autoencoder.data_generation.label_pool import LabelPool, labelled_rounds
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.data_generation.procgen_rollout import Rollout
 
@@ -120,6 +120,7 @@ def generate_balanced_dataset(
     raw_frames = 0
     with LabelPool(workers, num_envs) as labeller:
         rollout = Rollout("heist", num_envs, seed, random_actions, distribution_mode)
+        rounds = labelled_rounds(rollout, labeller)  # each played once the last one's keep flags are set
         with DatasetWriter(output_dir, counts) as writer, tqdm(
             total=num_samples, desc="balanced heist frames", unit="frame", disable=not progress
         ) as bar:
@@ -130,11 +131,8 @@ def generate_balanced_dataset(
                         f"found too few frames showing {', '.join(sorted(set(missing)))} in {raw_frames} tries; "
                         "lower --empty-fraction or use another --distribution-mode"
                     )
-                capture = rollout.run_round()
-                if len(capture.envs) == 0:
-                    continue
+                capture, rows, _ = next(rounds)
                 raw_frames += len(capture.envs)
-                rows = labeller.label(rollout, capture)
                 splits = np.where(is_test_level(capture.level_seeds, test_fraction), 1, 0)
                 targets = np.full(len(capture.envs), -1, np.int64)
                 for j in range(len(capture.envs)):

@@ -28,7 +28,7 @@ from gym_autoencoder.data_generation.arguments import (
     split_counts,
 )
 from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from gym_autoencoder.data_generation.label_pool import LabelPool
+from gym_autoencoder.data_generation.label_pool import LabelPool, labelled_rounds
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.data_generation.procgen_rollout import Rollout
 
@@ -63,14 +63,12 @@ def generate_basic_dataset(
     visible = dict.fromkeys(SPLITS, np.zeros(len(OBJECT_CLASSES), np.int64))
     with LabelPool(workers if labelled else 1, num_envs) as labeller:
         rollout = Rollout(game, num_envs, seed, random_actions, distribution_mode, use_backgrounds)
+        rounds = labelled_rounds(rollout, labeller, labels=labelled, ahead=True)
         with DatasetWriter(output_dir, counts) as writer, tqdm(
             total=num_samples, desc=f"{game} frames", unit="frame", disable=not progress
         ) as bar:
             while not writer.complete:
-                capture = rollout.run_round()
-                if len(capture.envs) == 0:
-                    continue
-                rows = labeller.label(rollout, capture) if labelled else {"level_seeds": capture.level_seeds}
+                capture, rows, played = next(rounds)
                 test = is_test_level(capture.level_seeds, test_fraction)
                 for split, chosen in zip(SPLITS, (~test, test)):
                     taken = writer.add(split, capture.frames[chosen], {k: v[chosen] for k, v in rows.items()})
@@ -85,7 +83,7 @@ def generate_basic_dataset(
                     "use_backgrounds": use_backgrounds, "labels": labelled, "num_envs": num_envs,
                 },
                 "frames": counts,
-                "procgen_rounds": rollout.rounds,
+                "procgen_rounds": played,
             }
             if labelled:
                 writer.report["visible_share"] = {

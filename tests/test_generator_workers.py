@@ -6,13 +6,14 @@ import multiprocessing
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 
 from gym_autoencoder.data_generation.arguments import GenerationError
 from gym_autoencoder.data_generation.heist_labels import draft_labels
-from gym_autoencoder.data_generation.label_pool import LabelPool
+from gym_autoencoder.data_generation.label_pool import STOP_SECONDS, LabelPool
 from gym_autoencoder.data_generation.procgen_rollout import Rollout
 from gym_autoencoder.data_generation.sample_generator_heist import generate_balanced_dataset
 from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
@@ -52,20 +53,24 @@ def test_a_chunk_that_fails_raises_its_error_and_the_pool_stays_in_step(round_st
     with LabelPool(3, 64) as pool:
         for bad in (broken, broken[::-1]):  # the worker's chunk fails, then this process's
             with pytest.raises(ProcgenStateError):
-                pool.draft(bad)
-            again = pool.draft(round_states)  # no late reply of the failed call is read in its place
+                pool.submit(bad)()
+            again = pool.submit(round_states)()  # no late reply of the failed call is read in its place
             for name, rows in whole.labels.items():
                 np.testing.assert_array_equal(again.labels[name], rows, err_msg=name)
             assert [r.frame for r in again.redraws] == [r.frame for r in whole.redraws]
     assert multiprocessing.active_children() == []
 
 
-def test_leaving_the_pool_by_an_interrupt_stops_the_workers():
+def test_leaving_the_pool_by_an_interrupt_stops_the_workers(round_states):
     with pytest.raises(KeyboardInterrupt):
         with LabelPool(3, 64):
             assert len(multiprocessing.active_children()) == 2
             raise KeyboardInterrupt
     assert multiprocessing.active_children() == []
+    start = time.perf_counter()
+    with LabelPool(3, 64) as pool:
+        pool.submit(round_states * 4, here=False)  # replies never read: the workers may be blocked sending
+    assert multiprocessing.active_children() == [] and time.perf_counter() - start < STOP_SECONDS
 
 
 def test_workers_must_be_a_positive_integer(tmp_path):
