@@ -26,7 +26,7 @@ from gym_autoencoder.data_generation.heist_oracle import oracle_directions
 from gym_autoencoder.data_generation.labels import LABEL_ARRAYS, VISIBLE_FRACTION, WALLS_RADIUS
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 from gym_autoencoder.procgen_batch import ProcgenBatch
-from gym_autoencoder.procgen_state import WALL_CELL, parse_heist_state, patch_entities
+from gym_autoencoder.procgen_state import WALL_CELL, HeistState, parse_heist_state, patch_entities
 
 
 def walls_around(batch: StateBatch) -> np.ndarray:
@@ -64,15 +64,32 @@ class DraftLabels:
         """The drafts of consecutive batches as one draft, rows in order."""
         offsets = np.cumsum([0, *(len(d.full_counts) for d in drafts[:-1])])
         return cls(
-            labels={name: np.concatenate([d.labels[name] for d in drafts]) for name in drafts[0].labels},
+            labels=join_rows([d.labels for d in drafts]),
             full_counts=np.concatenate([d.full_counts for d in drafts]),
             redraws=[Redraw(r.frame + int(offset), r.without_objects, r.region)
                      for d, offset in zip(drafts, offsets) for r in d.redraws],
         )
 
 
-def draft_labels(states: Sequence[bytes]) -> DraftLabels:
-    """The labels of the frames whose emulator states are ``states``, before occlusion."""
+def _path_labels(parsed: list[HeistState], batch: StateBatch) -> dict[str, np.ndarray]:
+    return {"walls": walls_around(batch), "oracle_direction": oracle_directions(parsed)}
+
+
+def path_labels(states: Sequence[bytes]) -> dict[str, np.ndarray]:
+    """``walls`` and ``oracle_direction`` of the frames whose emulator states are ``states``: the
+    costliest labels (the oracle's path search), which no choice of the balanced generator needs."""
+    parsed = [parse_heist_state(buf) for buf in states]
+    return _path_labels(parsed, StateBatch.of(parsed))
+
+
+def join_rows(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Label rows of consecutive batches as one set of rows."""
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def draft_labels(states: Sequence[bytes], paths: bool = True) -> DraftLabels:
+    """The labels of the frames whose emulator states are ``states``, before occlusion
+    (without ``path_labels`` unless ``paths``)."""
     parsed = [parse_heist_state(buf) for buf in states]
     batch = StateBatch.of(parsed)
     mask, full_counts, object_xy = object_masks(batch)
@@ -89,17 +106,21 @@ def draft_labels(states: Sequence[bytes]) -> DraftLabels:
         "object_xy": object_xy,
         "agent_xy": batch.agent_xy,
         "held_keys": np.stack([s.has_keys for s in parsed]),
-        "walls": walls_around(batch),
         "level_steps": np.array([s.cur_time for s in parsed], np.int32),
-        "oracle_direction": oracle_directions(parsed),
+        **(_path_labels(parsed, batch) if paths else {}),
     }
     return DraftLabels(labels, full_counts, redraws)
+
+
+def in_label_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``rows`` in the order of labels.LABEL_ARRAYS (the order of the arrays in a label file)."""
+    return {name: rows[name] for name in LABEL_ARRAYS if name in rows}
 
 
 def settle_labels(
     draft: DraftLabels, games: ProcgenBatch, capture: Capture, states: Sequence[bytes]
 ) -> dict[str, np.ndarray]:
-    """The labels of ``capture`` from their draft.
+    """The labels of ``capture`` from their draft (rows in label order).
 
     Inside the occluders' boxes of a redrawn frame an object pixel stays only where the objects
     change the frame. Each redraw uses the game that showed the frame, which is then set to its
@@ -116,8 +137,7 @@ def settle_labels(
         raise RuntimeError("emulator states and observations disagree on level seeds")
     counts = pixel_counts(mask)
     visible = (counts > 0) & (counts >= VISIBLE_FRACTION * draft.full_counts)
-    rows = {**draft.labels, "visible": visible, "pixel_counts": counts}
-    return {name: rows[name] for name in LABEL_ARRAYS}
+    return in_label_order({**draft.labels, "visible": visible, "pixel_counts": counts})
 
 
 def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:

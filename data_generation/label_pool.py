@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -26,25 +27,29 @@ from gym_autoencoder.data_generation.heist_labels import DraftLabels, draft_labe
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 STOP_SECONDS = 5  # how long a worker may take to finish its chunk and exit before it is killed
+T = TypeVar("T")
 WORKER_STOPPED = (
     "a labelling worker process stopped (a script that starts a generator with workers must do so under "
     "`if __name__ == '__main__':`; see the error above); fix that or use --workers 1"
 )
 
 
-def _draft_or_error(states: Sequence[bytes]) -> DraftLabels | Exception:
-    """``draft_labels(states)``, or the error it raised (raised later, once every chunk is back)."""
+def _run(task: Callable[[Sequence[bytes]], T], states: Sequence[bytes]) -> T | Exception:
+    """``task(states)``, or the error it raised (raised later, once every chunk is back)."""
     try:
-        return draft_labels(states)
+        return task(states)
     except Exception as err:  # noqa: BLE001 - raised again by the waiting LabelPool
         return err
 
 
 def _serve(connection: Connection) -> None:
-    """A worker: draft each chunk of states received and send back the draft (or error), until None."""
+    """A worker: run each (task, states) received and send back the result (or error), until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process, which stops the workers
-    while (states := connection.recv()) is not None:
-        connection.send(_draft_or_error(states))
+    try:
+        while (request := connection.recv()) is not None:
+            connection.send(_run(*request))
+    except (EOFError, OSError):
+        pass  # the main process has gone
 
 
 class LabelPool:
@@ -71,40 +76,47 @@ class LabelPool:
             self.close()
             raise
 
-    def submit(self, states: Sequence[bytes], here: bool = True) -> Callable[[], DraftLabels]:
-        """Start drafting ``states``; the function returned gives ``draft_labels(states)``.
+    def submit(
+        self,
+        states: Sequence[bytes],
+        here: bool = True,
+        task: Callable[[Sequence[bytes]], T] = draft_labels,
+        join: Callable[[Sequence[T]], T] = DraftLabels.join,
+    ) -> Callable[[], T]:
+        """Start ``task(states)`` (``draft_labels`` or ``path_labels``); the function returned gives
+        its result, the results of consecutive chunks put together by ``join``.
 
-        With ``here`` this process drafts a chunk too, when the function is called; without, the
-        workers draft all of it (this process is free meanwhile). Read each draft before the next
+        With ``here`` this process runs a chunk too, when the function is called; without, the
+        workers run all of it (this process is free meanwhile). Read each result before the next
         submit: a worker's unread reply would block it.
         """
         workers = [connection for _, connection in self._workers]
         parts = min(len(workers) + here, len(states))
-        if parts <= here:  # no worker to ask, or one chunk that this process drafts
-            return lambda: draft_labels(states)
+        if parts <= here:  # no worker to ask, or one chunk that this process runs
+            return lambda: task(states)
         bounds = np.linspace(0, len(states), parts + 1).round().astype(int)
         chunks = [list(states[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
         local, remote = (chunks[0], chunks[1:]) if here else (None, chunks)
         asked = workers[: len(remote)]
         try:
             for connection, chunk in zip(asked, remote):
-                connection.send(chunk)
+                connection.send((task, chunk))
                 self._waiting.append(connection)
         except OSError:
             self._stopped()
 
-        def result() -> DraftLabels:
-            drafts = [] if local is None else [_draft_or_error(local)]
+        def result() -> T:
+            results = [] if local is None else [_run(task, local)]
             try:
                 for connection in asked:
-                    drafts.append(connection.recv())
+                    results.append(connection.recv())
                     self._waiting.remove(connection)
             except (EOFError, OSError):
                 self._stopped()
-            for draft in drafts:
-                if isinstance(draft, Exception):
-                    raise draft
-            return DraftLabels.join(drafts)
+            for part in results:
+                if isinstance(part, Exception):
+                    raise part
+            return join(results)
 
         return result
 
@@ -142,14 +154,13 @@ class LabelPool:
 
 
 def labelled_rounds(
-    rollout: Rollout, pool: LabelPool, labels: bool = True, ahead: bool = False
+    rollout: Rollout, pool: LabelPool, labels: bool = True
 ) -> Iterator[tuple[Capture, dict[str, np.ndarray], int]]:
     """The rounds of ``rollout`` that captured frames, each with its labels and its number.
 
-    ``labels=False`` gives ``level_seeds`` only (any game). A round is played when the previous
-    one has been taken, so the caller may change ``rollout.keep`` in between; with ``ahead`` the
-    next round is played while the workers draft the last one's labels (the labels are the same;
-    the rollout is then one round further on).
+    ``labels=False`` gives ``level_seeds`` only (any game). The next round is played while the
+    workers draft the last one's labels (the labels are the same; the rollout is then one round
+    further on), so the caller must not change ``rollout.keep``.
     """
     last: tuple[Capture, Callable[[], DraftLabels], int] | None = None
     while True:
@@ -160,11 +171,6 @@ def labelled_rounds(
             yield capture, {"level_seeds": capture.level_seeds}, rollout.rounds
             continue
         states = rollout.games.states()
-        if not ahead:
-            captured = [states[i] for i in capture.envs]
-            draft = pool.submit(captured)()
-            yield capture, settle_labels(draft, rollout.games, capture, captured), rollout.rounds
-            continue
         previous = None if last is None else (last[0], last[1](), last[2])  # read before the next submit
         last = (capture, pool.submit([states[i] for i in capture.envs], here=False), rollout.rounds)
         if previous is not None:

@@ -38,9 +38,16 @@ from gym_autoencoder.data_generation.arguments import (
     split_counts,
 )
 from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from gym_autoencoder.data_generation.label_pool import LabelPool, labelled_rounds
+from gym_autoencoder.data_generation.heist_labels import (
+    draft_labels,
+    in_label_order,
+    join_rows,
+    path_labels,
+    settle_labels,
+)
+from gym_autoencoder.data_generation.label_pool import LabelPool
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
-from gym_autoencoder.data_generation.procgen_rollout import Rollout
+from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 NONE = len(OBJECT_CLASSES)  # target index of frames without objects
 TARGETS = (*OBJECT_CLASSES, "none")
@@ -75,6 +82,11 @@ class Quota:
         if len(open_targets) == 0:
             return None
         return int(open_targets[np.argmin(self.progress()[open_targets])])
+
+    @property
+    def full(self) -> bool:
+        """Every target has its frames."""
+        return bool((self.filled == self.target).all())
 
     def behind(self) -> np.ndarray:
         """(7,) bool object classes with room whose progress trails the split's overall progress."""
@@ -120,19 +132,38 @@ def generate_balanced_dataset(
     raw_frames = 0
     with LabelPool(workers, num_envs) as labeller:
         rollout = Rollout("heist", num_envs, seed, random_actions, distribution_mode)
-        rounds = labelled_rounds(rollout, labeller)  # each played once the last one's keep flags are set
         with DatasetWriter(output_dir, counts) as writer, tqdm(
             total=num_samples, desc="balanced heist frames", unit="frame", disable=not progress
         ) as bar:
-            while not writer.complete:
+
+            def write(capture: Capture, rows: dict, splits: np.ndarray, targets: np.ndarray, paths: dict) -> None:
+                """Add a round's chosen frames with all their labels (``paths``: its path_labels)."""
+                rows = in_label_order({**rows, **paths})
+                rows["target_class"] = np.where(targets == NONE, -1, targets).astype(np.int8)
+                for index, split in enumerate(SPLITS):
+                    chosen = (splits == index) & (targets >= 0)
+                    taken = writer.add(split, capture.frames[chosen], {k: v[chosen] for k, v in rows.items()})
+                    visible[split] += rows["visible"][chosen].sum(axis=0)
+                    bar.update(taken)
+
+            last = None  # the last round; the workers find its path labels while the next one is played
+            while not all(quota.full for quota in quotas.values()):
                 if raw_frames > MAX_RAW_FRAMES_PER_SAMPLE * num_samples + 100_000:
                     missing = [TARGETS[k] for s in SPLITS for k in np.flatnonzero(quotas[s].filled < quotas[s].target)]
                     raise GenerationError(
                         f"found too few frames showing {', '.join(sorted(set(missing)))} in {raw_frames} tries; "
                         "lower --empty-fraction or use another --distribution-mode"
                     )
-                capture, rows, _ = next(rounds)
+                capture = rollout.run_round()
+                if len(capture.envs) == 0:
+                    continue
                 raw_frames += len(capture.envs)
+                states = rollout.games.states()
+                captured = [states[i] for i in capture.envs]
+                if last is not None:
+                    write(*last[:-1], last[-1]())  # its reply is read before the next submit
+                paths = labeller.submit(captured, here=False, task=path_labels, join=join_rows)
+                rows = settle_labels(draft_labels(captured, paths=False), rollout.games, capture, captured)
                 splits = np.where(is_test_level(capture.level_seeds, test_fraction), 1, 0)
                 targets = np.full(len(capture.envs), -1, np.int64)
                 for j in range(len(capture.envs)):
@@ -144,12 +175,9 @@ def generate_balanced_dataset(
                     if can_stay and capture.frames_on_level[j] < max_frames_per_level:
                         near = np.abs(rows["object_xy"][j] - rows["agent_xy"][j]).max(axis=1) <= NEAR
                         rollout.keep[capture.envs[j]] = bool((near & quota.behind()).any())
-                rows["target_class"] = np.where(targets == NONE, -1, targets).astype(np.int8)
-                for index, split in enumerate(SPLITS):
-                    chosen = (splits == index) & (targets >= 0)
-                    taken = writer.add(split, capture.frames[chosen], {k: v[chosen] for k, v in rows.items()})
-                    visible[split] += rows["visible"][chosen].sum(axis=0)
-                    bar.update(taken)
+                last = (capture, rows, splits, targets, paths)
+            if last is not None:
+                write(*last[:-1], last[-1]())
             writer.report = {
                 "generator": "balanced",
                 "arguments": {

@@ -63,7 +63,7 @@ def generate_basic_dataset(
     visible = dict.fromkeys(SPLITS, np.zeros(len(OBJECT_CLASSES), np.int64))
     with LabelPool(workers if labelled else 1, num_envs) as labeller:
         rollout = Rollout(game, num_envs, seed, random_actions, distribution_mode, use_backgrounds)
-        rounds = labelled_rounds(rollout, labeller, labels=labelled, ahead=True)
+        rounds = labelled_rounds(rollout, labeller, labels=labelled)
         with DatasetWriter(output_dir, counts) as writer, tqdm(
             total=num_samples, desc=f"{game} frames", unit="frame", disable=not progress
         ) as bar:
