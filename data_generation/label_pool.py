@@ -1,11 +1,14 @@
 """Labelling a Heist rollout's rounds on several cores, with the same labels as on one.
 
 Procgen steps all environments of a rollout in one process (on its own native threads); what
-the labels cost is Python work per frame (``heist_labels.draft_labels``: parsing the states,
-object masks, walls, the oracle's path search). ``LabelPool`` splits a round's states into
-consecutive chunks, drafts them in worker processes (and one here, when this process would
-otherwise wait) and joins the drafts in order, so the labels do not depend on the number of
-workers. ``labelled_rounds`` can also draft one round while the next is played.
+the labels cost is Python work per frame (``heist_labels``: parsing the states, object masks,
+walls, the oracle's path search). ``LabelPool`` runs such a task on a round's states in
+consecutive chunks, one per worker process, and joins the results in order, so the labels do
+not depend on the number of workers.
+The generators have the workers label one round while they play the next:
+``labelled_rounds`` (the basic generator) drafts all of a round's labels there; the balanced
+generator, whose next round depends on this one's labels, finds them here except the
+``path_labels``.
 
 Workers start with 'spawn' (fork would copy a process whose Procgen threads may hold locks) and
 talk over one pipe each, sent to and read from this thread: a pool's helper threads would wait
@@ -53,9 +56,9 @@ def _serve(connection: Connection) -> None:
 
 
 class LabelPool:
-    """Drafts labels using ``workers`` processes: this one and up to ``workers - 1`` started ones.
+    """Labels rounds in ``workers - 1`` worker processes while this one plays Procgen.
 
-    A round of at most ``max_chunks`` frames is split into no more chunks than that.
+    Rounds have at most ``max_chunks`` frames, so more workers than that would idle.
     ``workers=1`` starts no process. Use as a context manager: leaving it, normally or by an
     error or Ctrl-C, stops the workers.
     """
@@ -66,7 +69,7 @@ class LabelPool:
         self._waiting: list[Connection] = []  # workers whose reply has not been read
         context = multiprocessing.get_context("spawn")
         try:
-            for _ in range(min(workers, max_chunks) - 1):
+            for _ in range(min(workers - 1, max_chunks)):
                 mine, theirs = context.Pipe()
                 process = context.Process(target=_serve, args=(theirs,), daemon=True)
                 process.start()
@@ -76,37 +79,37 @@ class LabelPool:
             self.close()
             raise
 
+    @property
+    def started(self) -> int:
+        """The worker processes running (0 with ``workers=1`` or once closed)."""
+        return len(self._workers)
+
     def submit(
         self,
         states: Sequence[bytes],
-        here: bool = True,
         task: Callable[[Sequence[bytes]], T] = draft_labels,
         join: Callable[[Sequence[T]], T] = DraftLabels.join,
     ) -> Callable[[], T]:
-        """Start ``task(states)`` (``draft_labels`` or ``path_labels``); the function returned gives
-        its result, the results of consecutive chunks put together by ``join``.
-
-        With ``here`` this process runs a chunk too, when the function is called; without, the
-        workers run all of it (this process is free meanwhile). Read each result before the next
-        submit: a worker's unread reply would block it.
+        """Start ``task(states)`` (``draft_labels`` or ``path_labels``) in the workers, one chunk
+        each; the function returned gives its result, the chunks' results put together by ``join``.
+        Without workers the function runs the task here. Read each result before the next submit:
+        a worker's unread reply would block it.
         """
-        workers = [connection for _, connection in self._workers]
-        parts = min(len(workers) + here, len(states))
-        if parts <= here:  # no worker to ask, or one chunk that this process runs
+        parts = min(len(self._workers), len(states))
+        if parts == 0:
             return lambda: task(states)
         bounds = np.linspace(0, len(states), parts + 1).round().astype(int)
         chunks = [list(states[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        local, remote = (chunks[0], chunks[1:]) if here else (None, chunks)
-        asked = workers[: len(remote)]
+        asked = [connection for _, connection in self._workers[:parts]]
         try:
-            for connection, chunk in zip(asked, remote):
+            for connection, chunk in zip(asked, chunks):
                 connection.send((task, chunk))
                 self._waiting.append(connection)
         except OSError:
             self._stopped()
 
         def result() -> T:
-            results = [] if local is None else [_run(task, local)]
+            results = []
             try:
                 for connection in asked:
                     results.append(connection.recv())
@@ -172,7 +175,7 @@ def labelled_rounds(
             continue
         states = rollout.games.states()
         previous = None if last is None else (last[0], last[1](), last[2])  # read before the next submit
-        last = (capture, pool.submit([states[i] for i in capture.envs], here=False), rollout.rounds)
+        last = (capture, pool.submit([states[i] for i in capture.envs]), rollout.rounds)
         if previous is not None:
             played, draft, number = previous
             yield played, settle_labels(draft, rollout.games, played, [states[i] for i in played.envs]), number

@@ -162,8 +162,9 @@ def generate_balanced_dataset(
                 captured = [states[i] for i in capture.envs]
                 if last is not None:
                     write(*last[:-1], last[-1]())  # its reply is read before the next submit
-                paths = labeller.submit(captured, here=False, task=path_labels, join=join_rows)
-                rows = settle_labels(draft_labels(captured, paths=False), rollout.games, capture, captured)
+                remote = labeller.started > 0  # without workers, all labels at once here
+                paths = labeller.submit(captured, path_labels, join_rows) if remote else lambda: {}
+                rows = settle_labels(draft_labels(captured, paths=not remote), rollout.games, capture, captured)
                 splits = np.where(is_test_level(capture.level_seeds, test_fraction), 1, 0)
                 targets = np.full(len(capture.envs), -1, np.int64)
                 for j in range(len(capture.envs)):

@@ -51,7 +51,7 @@ def test_a_chunk_that_fails_raises_its_error_and_the_pool_stays_in_step(round_st
     whole = draft_labels(round_states)
     broken = round_states[:-1] + [b"not a state"]
     with LabelPool(3, 64) as pool:
-        for bad in (broken, broken[::-1]):  # the worker's chunk fails, then this process's
+        for bad in (broken, broken[::-1]):  # the second worker's chunk fails, then the first's
             with pytest.raises(ProcgenStateError):
                 pool.submit(bad)()
             again = pool.submit(round_states)()  # no late reply of the failed call is read in its place
@@ -69,7 +69,7 @@ def test_leaving_the_pool_by_an_interrupt_stops_the_workers(round_states):
     assert multiprocessing.active_children() == []
     start = time.perf_counter()
     with LabelPool(3, 64) as pool:
-        pool.submit(round_states * 4, here=False)  # replies never read: the workers may be blocked sending
+        pool.submit(round_states * 4)  # replies never read: the workers may be blocked sending
     assert multiprocessing.active_children() == [] and time.perf_counter() - start < STOP_SECONDS
 
 
