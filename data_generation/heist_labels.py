@@ -59,17 +59,6 @@ class DraftLabels:
     full_counts: np.ndarray  # (n, 7) int32 pixels of each present object's whole sprite
     redraws: list[Redraw]
 
-    @classmethod
-    def join(cls, drafts: Sequence[DraftLabels]) -> DraftLabels:
-        """The drafts of consecutive batches as one draft, rows in order."""
-        offsets = np.cumsum([0, *(len(d.full_counts) for d in drafts[:-1])])
-        return cls(
-            labels=join_rows([d.labels for d in drafts]),
-            full_counts=np.concatenate([d.full_counts for d in drafts]),
-            redraws=[Redraw(r.frame + int(offset), r.without_objects, r.region)
-                     for d, offset in zip(drafts, offsets) for r in d.redraws],
-        )
-
 
 def _path_labels(parsed: list[HeistState], batch: StateBatch) -> dict[str, np.ndarray]:
     return {"walls": walls_around(batch), "oracle_direction": oracle_directions(parsed)}
@@ -120,11 +109,12 @@ def in_label_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def settle_labels(
     draft: DraftLabels, games: ProcgenBatch, capture: Capture, states: Sequence[bytes]
 ) -> dict[str, np.ndarray]:
-    """The labels of ``capture`` from their draft (rows in label order).
+    """The labels of ``capture`` from their draft (rows in label order; ``states``: its frames'
+    emulator states).
 
     Inside the occluders' boxes of a redrawn frame an object pixel stays only where the objects
-    change the frame. Each redraw uses the game that showed the frame, which is then set to its
-    state in ``states`` (one per frame: the state it is in now).
+    change the frame. Each redraw uses the game that showed the frame, which is then set back
+    to the frame's state.
     """
     mask = draft.labels["object_mask"]
     for redraw in draft.redraws:

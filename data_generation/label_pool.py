@@ -5,10 +5,9 @@ the labels cost is Python work per frame (``heist_labels``: parsing the states, 
 walls, the oracle's path search). ``LabelPool`` runs such a task on a round's states in
 consecutive chunks, one per worker process, and joins the results in order, so the labels do
 not depend on the number of workers.
-The generators have the workers label one round while they play the next:
-``labelled_rounds`` (the basic generator) drafts all of a round's labels there; the balanced
-generator, whose next round depends on this one's labels, finds them here except the
-``path_labels``.
+The generators find a round's labels here except the costliest, ``path_labels`` (the oracle's
+path search, walls), which the workers find while the next round is played (``label_round``;
+the balanced generator's choice of the next round needs only the labels found here).
 
 Workers start with 'spawn' (fork would copy a process whose Procgen threads may hold locks) and
 talk over one pipe each, sent to and read from this thread: a pool's helper threads would wait
@@ -26,7 +25,13 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from gym_autoencoder.data_generation.arguments import GenerationError, check_workers
-from gym_autoencoder.data_generation.heist_labels import DraftLabels, draft_labels, settle_labels
+from gym_autoencoder.data_generation.heist_labels import (
+    draft_labels,
+    in_label_order,
+    join_rows,
+    path_labels,
+    settle_labels,
+)
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 STOP_SECONDS = 5  # how long a worker may take to finish its chunk and exit before it is killed
@@ -87,11 +92,10 @@ class LabelPool:
     def submit(
         self,
         states: Sequence[bytes],
-        task: Callable[[Sequence[bytes]], T] = draft_labels,
-        join: Callable[[Sequence[T]], T] = DraftLabels.join,
+        task: Callable[[Sequence[bytes]], T],
+        join: Callable[[Sequence[T]], T],
     ) -> Callable[[], T]:
-        """Start ``task(states)`` (``draft_labels`` or ``path_labels``) in the workers, one chunk
-        each; the function returned gives its result, the chunks' results put together by ``join``.
+        """Start ``task(states)`` (e.g. ``path_labels``) in the workers, one chunk each; the function returned gives its result, the chunks' results put together by ``join``.
         Without workers the function runs the task here. Read each result before the next submit:
         a worker's unread reply would block it.
         """
@@ -156,16 +160,29 @@ class LabelPool:
         self.close()
 
 
+def label_round(
+    rollout: Rollout, pool: LabelPool, capture: Capture
+) -> tuple[dict[str, np.ndarray], Callable[[], dict[str, np.ndarray]]]:
+    """The labels of ``capture``, the round ``rollout`` just played: those found here, and a
+    function giving the rest (``path_labels``, found by the workers meanwhile; with no workers,
+    all are found here and the function gives nothing). Call it before the next round's."""
+    states = rollout.games.states()
+    captured = [states[i] for i in capture.envs]
+    remote = pool.started > 0
+    rest = pool.submit(captured, path_labels, join_rows) if remote else dict
+    return settle_labels(draft_labels(captured, paths=not remote), rollout.games, capture, captured), rest
+
+
 def labelled_rounds(
     rollout: Rollout, pool: LabelPool, labels: bool = True
 ) -> Iterator[tuple[Capture, dict[str, np.ndarray], int]]:
     """The rounds of ``rollout`` that captured frames, each with its labels and its number.
 
-    ``labels=False`` gives ``level_seeds`` only (any game). The next round is played while the
-    workers draft the last one's labels (the labels are the same; the rollout is then one round
-    further on), so the caller must not change ``rollout.keep``.
+    ``labels=False`` gives ``level_seeds`` only (any game). A round is given once the next one
+    has been played (the workers label it meanwhile), so the rollout is one round further on and
+    the caller must not change ``rollout.keep``.
     """
-    last: tuple[Capture, Callable[[], DraftLabels], int] | None = None
+    last = None
     while True:
         capture = rollout.run_round()
         if len(capture.envs) == 0:
@@ -173,9 +190,7 @@ def labelled_rounds(
         if not labels:
             yield capture, {"level_seeds": capture.level_seeds}, rollout.rounds
             continue
-        states = rollout.games.states()
-        previous = None if last is None else (last[0], last[1](), last[2])  # read before the next submit
-        last = (capture, pool.submit([states[i] for i in capture.envs]), rollout.rounds)
+        previous = None if last is None else (last[0], in_label_order({**last[1], **last[2]()}), last[3])
+        last = (capture, *label_round(rollout, pool, capture), rollout.rounds)
         if previous is not None:
-            played, draft, number = previous
-            yield played, settle_labels(draft, rollout.games, played, [states[i] for i in played.envs]), number
+            yield previous

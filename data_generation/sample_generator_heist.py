@@ -38,14 +38,8 @@ from gym_autoencoder.data_generation.arguments import (
     split_counts,
 )
 from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from gym_autoencoder.data_generation.heist_labels import (
-    draft_labels,
-    in_label_order,
-    join_rows,
-    path_labels,
-    settle_labels,
-)
-from gym_autoencoder.data_generation.label_pool import LabelPool
+from gym_autoencoder.data_generation.heist_labels import in_label_order
+from gym_autoencoder.data_generation.label_pool import LabelPool, label_round
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
@@ -158,13 +152,9 @@ def generate_balanced_dataset(
                 if len(capture.envs) == 0:
                     continue
                 raw_frames += len(capture.envs)
-                states = rollout.games.states()
-                captured = [states[i] for i in capture.envs]
                 if last is not None:
-                    write(*last[:-1], last[-1]())  # its reply is read before the next submit
-                remote = labeller.started > 0  # without workers, all labels at once here
-                paths = labeller.submit(captured, path_labels, join_rows) if remote else lambda: {}
-                rows = settle_labels(draft_labels(captured, paths=not remote), rollout.games, capture, captured)
+                    write(*last[:-1], last[-1]())  # its path labels are read before the next round's start
+                rows, paths = label_round(rollout, labeller, capture)
                 splits = np.where(is_test_level(capture.level_seeds, test_fraction), 1, 0)
                 targets = np.full(len(capture.envs), -1, np.int64)
                 for j in range(len(capture.envs)):
