@@ -60,15 +60,14 @@ class DraftLabels:
     redraws: list[Redraw]
 
 
-def _path_labels(parsed: list[HeistState], batch: StateBatch) -> dict[str, np.ndarray]:
-    return {"walls": walls_around(batch), "oracle_direction": oracle_directions(parsed)}
+def _path_labels(parsed: Sequence[HeistState], batch: StateBatch) -> dict[str, np.ndarray]:
+    return {"walls": walls_around(batch), "oracle_direction": oracle_directions(list(parsed))}
 
 
-def path_labels(states: Sequence[bytes]) -> dict[str, np.ndarray]:
-    """``walls`` and ``oracle_direction`` of the frames whose emulator states are ``states``: the
-    costliest labels (the oracle's path search), which no choice of the balanced generator needs."""
-    parsed = [parse_heist_state(buf) for buf in states]
-    return _path_labels(parsed, StateBatch.of(parsed))
+def path_labels(parsed: Sequence[HeistState]) -> dict[str, np.ndarray]:
+    """``walls`` and ``oracle_direction`` of frames from their parsed states: the costliest labels
+    (the oracle's path search), which no choice of the balanced generator needs."""
+    return _path_labels(parsed, StateBatch.of(list(parsed)))
 
 
 def join_rows(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -76,11 +75,10 @@ def join_rows(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def draft_labels(states: Sequence[bytes], paths: bool = True) -> DraftLabels:
-    """The labels of the frames whose emulator states are ``states``, before occlusion
-    (without ``path_labels`` unless ``paths``)."""
-    parsed = [parse_heist_state(buf) for buf in states]
-    batch = StateBatch.of(parsed)
+def draft_labels(states: Sequence[bytes], parsed: Sequence[HeistState], paths: bool = True) -> DraftLabels:
+    """The labels of the frames whose emulator states are ``states`` (``parsed``: those parsed),
+    before occlusion (without ``path_labels`` unless ``paths``)."""
+    batch = StateBatch.of(list(parsed))
     mask, full_counts, object_xy = object_masks(batch)
     frames, boxes = occluder_boxes(batch)
     redraws = []
@@ -134,4 +132,5 @@ def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
     """Labels of every frame in ``capture`` (a round of a Heist rollout), one row per frame."""
     states = rollout.games.states()
     captured = [states[i] for i in capture.envs]
-    return settle_labels(draft_labels(captured), rollout.games, capture, captured)
+    parsed = [parse_heist_state(buf) for buf in captured]
+    return settle_labels(draft_labels(captured, parsed), rollout.games, capture, captured)

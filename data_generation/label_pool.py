@@ -2,7 +2,7 @@
 
 Procgen steps all environments of a rollout in one process (on its own native threads); what
 the labels cost is Python work per frame (``heist_labels``: parsing the states, object masks,
-walls, the oracle's path search). ``LabelPool`` runs such a task on a round's states in
+walls, the oracle's path search). ``LabelPool`` runs such a task on a round's parsed states in
 consecutive chunks, one per worker process, and joins the results in order, so the labels do
 not depend on the number of workers.
 The generators find a round's labels here except the costliest, ``path_labels`` (the oracle's
@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -33,6 +33,7 @@ from gym_autoencoder.data_generation.heist_labels import (
     settle_labels,
 )
 from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
+from gym_autoencoder.procgen_state import parse_heist_state
 
 STOP_SECONDS = 5  # how long a worker may take to finish its chunk and exit before it is killed
 T = TypeVar("T")
@@ -42,16 +43,16 @@ WORKER_STOPPED = (
 )
 
 
-def _run(task: Callable[[Sequence[bytes]], T], states: Sequence[bytes]) -> T | Exception:
-    """``task(states)``, or the error it raised (raised later, once every chunk is back)."""
+def _run(task: Callable[[Sequence[Any]], T], items: Sequence[Any]) -> T | Exception:
+    """``task(items)``, or the error it raised (raised later, once every chunk is back)."""
     try:
-        return task(states)
+        return task(items)
     except Exception as err:  # noqa: BLE001 - raised again by the waiting LabelPool
         return err
 
 
 def _serve(connection: Connection) -> None:
-    """A worker: run each (task, states) received and send back the result (or error), until None."""
+    """A worker: run each (task, items) received and send back the result (or error), until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process, which stops the workers
     try:
         while (request := connection.recv()) is not None:
@@ -91,19 +92,20 @@ class LabelPool:
 
     def submit(
         self,
-        states: Sequence[bytes],
-        task: Callable[[Sequence[bytes]], T],
+        items: Sequence[Any],
+        task: Callable[[Sequence[Any]], T],
         join: Callable[[Sequence[T]], T],
     ) -> Callable[[], T]:
-        """Start ``task(states)`` (e.g. ``path_labels``) in the workers, one chunk each; the function returned gives its result, the chunks' results put together by ``join``.
+        """Start ``task(items)`` (``path_labels`` of parsed states) in the workers, one chunk each;
+        the function returned gives its result, the chunks' results put together by ``join``.
         Without workers the function runs the task here. Read each result before the next submit:
         a worker's unread reply would block it.
         """
-        parts = min(len(self._workers), len(states))
+        parts = min(len(self._workers), len(items))
         if parts == 0:
-            return lambda: task(states)
-        bounds = np.linspace(0, len(states), parts + 1).round().astype(int)
-        chunks = [list(states[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+            return lambda: task(items)
+        bounds = np.linspace(0, len(items), parts + 1).round().astype(int)
+        chunks = [list(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
         asked = [connection for _, connection in self._workers[:parts]]
         try:
             for connection, chunk in zip(asked, chunks):
@@ -168,9 +170,11 @@ def label_round(
     all are found here and the function gives nothing). Call it before the next round's."""
     states = rollout.games.states()
     captured = [states[i] for i in capture.envs]
+    parsed = [parse_heist_state(buf) for buf in captured]  # a seventh of the bytes to send
     remote = pool.started > 0
-    rest = pool.submit(captured, path_labels, join_rows) if remote else dict
-    return settle_labels(draft_labels(captured, paths=not remote), rollout.games, capture, captured), rest
+    rest = pool.submit(parsed, path_labels, join_rows) if remote else dict
+    draft = draft_labels(captured, parsed, paths=not remote)
+    return settle_labels(draft, rollout.games, capture, captured), rest
 
 
 def labelled_rounds(
