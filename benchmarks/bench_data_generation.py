@@ -1,21 +1,24 @@
 """Throughput of the data generators, against the raw Procgen step rate measured in the same run.
 
-    python benchmarks/bench_data_generation.py [--basic-frames 10000] [--balanced-frames 20000] [--workers 1 2]
+    python benchmarks/bench_data_generation.py [--basic-frames 10000] [--balanced-frames 20000]
+        [--workers 1 2] [--repeats 3]
 
 Prints frames per second of both generators (labels and files included) with each number of
-labelling workers (the best of ``--repeats`` runs, taken in alternating order), their speed-up
-over the first number, whether all of them wrote the same files, the raw step and reset rates of
-a 64-env ``ProcgenGym3Env`` measured before and after them, and the ratios. A fresh-level frame
-costs one reset and K random steps, which gives the ceiling. Then the class shares the balanced
-run achieved (target shares are exact by construction; the acceptance band is +-2 percentage
-points). Other processes on the machine depress every figure alike, so read the ratios; the load
-average before and after is printed too.
+labelling workers (the median of ``--repeats`` rounds that run each number back to back), the
+median over the rounds of each number's speed-up over the first number, whether all of them
+wrote the same files, the raw step and reset rates of a 64-env ``ProcgenGym3Env`` measured
+before and after them, and the ratios. A fresh-level frame costs one reset and K random steps,
+which gives the ceiling. Then the class shares the balanced run achieved (target shares are
+exact by construction; the acceptance band is +-2 percentage points). Other processes on the
+machine depress every figure alike, so read the ratios; the load average before and after is
+printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -55,17 +58,20 @@ def timed(generate, frames: int, workers: int) -> tuple[float, dict]:
         return frames / (time.perf_counter() - start), report
 
 
-def throughput(generate, frames: int, workers: list[int], repeats: int) -> tuple[dict[int, float], dict[int, dict]]:
-    """The best frames/s of each number of workers over ``repeats`` runs, and each one's report.
+def throughput(
+    generate, frames: int, workers: list[int], repeats: int
+) -> tuple[dict[int, list[float]], dict[int, dict]]:
+    """Frames/s of each number of workers in each of ``repeats`` rounds, and each one's report.
 
-    Every other repeat runs the numbers in reverse order, so a drifting load hits them alike.
+    A round runs every number once, back to back, every other round in reverse order, so a
+    drifting load hits them alike; the ratios within a round compare like with like.
     """
-    best, reports = dict.fromkeys(workers, 0.0), {}
+    fps, reports = {count: [] for count in workers}, {}
     for repeat in range(repeats):
         for count in workers if repeat % 2 == 0 else workers[::-1]:
-            fps, reports[count] = timed(generate, frames, count)
-            best[count] = max(best[count], fps)
-    return best, reports
+            rate, reports[count] = timed(generate, frames, count)
+            fps[count].append(rate)
+    return fps, reports
 
 
 def main() -> None:
@@ -74,7 +80,7 @@ def main() -> None:
     parser.add_argument("--balanced-frames", type=int, default=20_000)
     parser.add_argument("--random-actions", type=int, default=10)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="numbers of labelling workers")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per generator and number of workers")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per generator and number of workers")
     args = parser.parse_args()
     load_before = os.getloadavg()
     before = raw_rates(64, 400)
@@ -97,17 +103,20 @@ def main() -> None:
           "without labels or files")
     first = args.workers[0]
     for name, (frames, fps_by_workers, reports) in runs.items():
-        for count, fps in fps_by_workers.items():
+        for count, rates in fps_by_workers.items():
+            fps = statistics.median(rates)
+            ratio = statistics.median(r / f for r, f in zip(rates, fps_by_workers[first]))
             print(
                 f"{name:>8} generator, {count} worker{'s' if count > 1 else ' '}: {fps:8,.0f} frames/s over "
-                f"{frames:,} labelled frames | {fps / fps_by_workers[first]:.2f}x {first} worker"
-                f"{'s' if first > 1 else ''} | {fps / ceiling:.2f} of the ceiling | "
+                f"{frames:,} labelled frames (median of {len(rates)}) | {ratio:.2f}x {first} worker"
+                f"{'s' if first > 1 else ''} (median of the rounds' ratios) | {fps / ceiling:.2f} of the ceiling | "
                 f"{fps / step_rate * 1000:.1f} frames per 1000 raw steps | "
                 f"{fps / REFERENCE_FPS[name]:,.0f}x the reference design | target {TARGET_FPS[name]:,}: "
                 f"{'met' if fps >= TARGET_FPS[name] else 'NOT met'}"
             )
         same = all(report == reports[first] for report in reports.values())
-        print(f"{name:>8} generator: the same files (SHA-256) and report for every number of workers: {'yes' if same else 'NO'}")
+        print(f"{name:>8} generator: the same files (SHA-256) and report for every number of workers: "
+              f"{'yes' if same else 'NO'}")
     report = runs["balanced"][2][first]
     raw = report["raw_frames_labelled"]
     print(f"balanced run labelled {raw:,} frames for {args.balanced_frames:,} "
