@@ -1,18 +1,24 @@
 """Throughput of the data generators, against the raw Procgen step rate measured in the same run.
 
     python benchmarks/bench_data_generation.py [--basic-frames 10000] [--balanced-frames 20000]
+        [--workers 1 2] [--repeats 3]
 
-Prints frames per second of both generators (labels and files included), the raw step and
-reset rates of a 64-env ``ProcgenGym3Env`` measured before and after them, and the ratios. A
-fresh-level frame costs one reset and K random steps, which gives the ceiling. Then the class
-shares the balanced run achieved (target shares are exact by construction; the acceptance band
-is +-2 percentage points). Other processes on the machine depress every figure alike, so read
-the ratios.
+Prints frames per second of both generators (labels and files included) with each number of
+labelling workers (the median of ``--repeats`` rounds that run each number back to back), the
+median over the rounds of each number's speed-up over the first number, whether all of them
+wrote the same files, the raw step and reset rates of a 64-env ``ProcgenGym3Env`` measured
+before and after them, and the ratios. A fresh-level frame costs one reset and K random steps,
+which gives the ceiling. Then the class shares the balanced run achieved (target shares are
+exact by construction; the acceptance band is +-2 percentage points). Other processes on the
+machine depress every figure alike, so read the ratios; the load average before and after is
+printed too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import tempfile
 import time
 
@@ -45,11 +51,27 @@ def raw_rates(num_envs: int, steps: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def timed(generate, frames: int) -> tuple[float, dict]:
+def timed(generate, frames: int, workers: int) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        report = generate(out, frames, progress=False)
+        report = generate(out, frames, workers=workers, progress=False)
         return frames / (time.perf_counter() - start), report
+
+
+def throughput(
+    generate, frames: int, workers: list[int], repeats: int
+) -> tuple[dict[int, list[float]], dict[int, dict]]:
+    """Frames/s of each number of workers in each of ``repeats`` rounds, and each one's report.
+
+    A round runs every number once, back to back, every other round in reverse order, so a
+    drifting load hits them alike; the ratios within a round compare like with like.
+    """
+    fps, reports = {count: [] for count in workers}, {}
+    for repeat in range(repeats):
+        for count in workers if repeat % 2 == 0 else workers[::-1]:
+            rate, reports[count] = timed(generate, frames, count)
+            fps[count].append(rate)
+    return fps, reports
 
 
 def main() -> None:
@@ -57,26 +79,45 @@ def main() -> None:
     parser.add_argument("--basic-frames", type=int, default=10_000)
     parser.add_argument("--balanced-frames", type=int, default=20_000)
     parser.add_argument("--random-actions", type=int, default=10)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="numbers of labelling workers")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per generator and number of workers")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     before = raw_rates(64, 400)
-    basic_fps, _ = timed(generate_basic_dataset, args.basic_frames)
-    balanced_fps, report = timed(generate_balanced_dataset, args.balanced_frames)
+    runs = {
+        name: (frames, *throughput(generate, frames, args.workers, args.repeats))
+        for name, generate, frames in (
+            ("basic", generate_basic_dataset, args.basic_frames),
+            ("balanced", generate_balanced_dataset, args.balanced_frames),
+        )
+    }
     after = raw_rates(64, 400)
     step_rate, reset_rate = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
     ceiling = 1 / (1 / reset_rate + args.random_actions / step_rate)
 
+    print(f"load average (1 min) before / after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} cores")
     print(f"raw Procgen, 64 envs, heist memory: {before[0]:,.0f} / {after[0]:,.0f} steps/s (before / after), "
           f"{before[1]:,.0f} / {after[1]:,.0f} fresh levels/s")
     print(f"  ceiling: {ceiling:,.0f} fresh-level frames/s at {args.random_actions} random actions, "
           "without labels or files")
-    runs = (("basic", basic_fps, args.basic_frames), ("balanced", balanced_fps, args.balanced_frames))
-    for name, fps, frames in runs:
-        print(
-            f"{name:>8} generator: {fps:8,.0f} frames/s over {frames:,} labelled frames | "
-            f"{fps / ceiling:.2f} of the ceiling | {fps / step_rate * 1000:.1f} frames per 1000 raw steps | "
-            f"{fps / REFERENCE_FPS[name]:,.0f}x the reference design | target {TARGET_FPS[name]:,}: "
-            f"{'met' if fps >= TARGET_FPS[name] else 'NOT met'}"
-        )
+    first = args.workers[0]
+    for name, (frames, fps_by_workers, reports) in runs.items():
+        for count, rates in fps_by_workers.items():
+            fps = statistics.median(rates)
+            ratio = statistics.median(r / f for r, f in zip(rates, fps_by_workers[first]))
+            print(
+                f"{name:>8} generator, {count} worker{'s' if count > 1 else ' '}: {fps:8,.0f} frames/s over "
+                f"{frames:,} labelled frames (median of {len(rates)}) | {ratio:.2f}x {first} worker"
+                f"{'s' if first > 1 else ''} (median of the rounds' ratios) | {fps / ceiling:.2f} of the ceiling | "
+                f"{fps / step_rate * 1000:.1f} frames per 1000 raw steps | "
+                f"{fps / REFERENCE_FPS[name]:,.0f}x the reference design | target {TARGET_FPS[name]:,}: "
+                f"{'met' if fps >= TARGET_FPS[name] else 'NOT met'}"
+            )
+        same = all(report == reports[first] for report in reports.values())
+        print(f"{name:>8} generator: the same files (SHA-256) and report for every number of workers: "
+              f"{'yes' if same else 'NO'}")
+    report = runs["balanced"][2][first]
     raw = report["raw_frames_labelled"]
     print(f"balanced run labelled {raw:,} frames for {args.balanced_frames:,} "
           f"({raw / args.balanced_frames:.2f} per kept frame)")

@@ -50,6 +50,19 @@ def check_run(seed: int, random_actions: int, num_envs: int) -> None:
         raise GenerationError(f"num_envs must be a positive integer, got {num_envs!r}")
 
 
+def available_cores() -> int:
+    """The cores this process may run on (the generators' default number of workers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def check_workers(workers: int) -> None:
+    """Raise GenerationError unless ``workers`` (processes that label frames) is a positive integer."""
+    if not _is_int(workers) or workers <= 0:
+        raise GenerationError(f"workers must be a positive integer (processes labelling frames), got {workers!r}")
+
+
 def split_counts(num_samples: int, test_fraction: float) -> dict[str, int]:
     """Frames per split: ``round(num_samples * test_fraction)`` test frames, the rest training."""
     if not _is_int(num_samples) or num_samples <= 0:
@@ -83,6 +96,8 @@ def common_parser(description: str) -> OneLineParser:
                         help="uniformly random actions between a level's start and its frame")
     parser.add_argument("--distribution-mode", default="memory", help="procgen distribution mode")
     parser.add_argument("--num-envs", type=int, default=64, help="environments stepped together")
+    parser.add_argument("--workers", type=int, default=available_cores(),
+                        help="processes labelling frames, one per core; any number gives the same files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 

@@ -32,14 +32,16 @@ from gym_autoencoder.data_generation.arguments import (
     check_game_mode,
     check_output_dir,
     check_run,
+    check_workers,
     common_parser,
     run_cli,
     split_counts,
 )
 from gym_autoencoder.data_generation.dataset_files import SPLITS, DatasetWriter, is_test_level
-from gym_autoencoder.data_generation.heist_labels import label_capture
+from gym_autoencoder.data_generation.heist_labels import in_label_order
+from gym_autoencoder.data_generation.label_pool import LabelPool, label_round
 from gym_autoencoder.data_generation.labels import OBJECT_CLASSES
-from gym_autoencoder.data_generation.procgen_rollout import Rollout
+from gym_autoencoder.data_generation.procgen_rollout import Capture, Rollout
 
 NONE = len(OBJECT_CLASSES)  # target index of frames without objects
 TARGETS = (*OBJECT_CLASSES, "none")
@@ -75,6 +77,11 @@ class Quota:
             return None
         return int(open_targets[np.argmin(self.progress()[open_targets])])
 
+    @property
+    def full(self) -> bool:
+        """Every target has its frames."""
+        return bool((self.filled == self.target).all())
+
     def behind(self) -> np.ndarray:
         """(7,) bool object classes with room whose progress trails the split's overall progress."""
         overall = self.filled.sum() / max(self.target.sum(), 1)
@@ -93,18 +100,21 @@ def generate_balanced_dataset(
     max_frames_per_level: int = 8,
     single_object: bool = False,
     num_envs: int = 64,
+    workers: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write a balanced, exactly labelled Heist dataset of ``num_samples`` frames to ``output_dir``.
 
     ``single_object`` keeps only frames that show at most one object class, so that visibility
     shares equal target shares too (several times slower: most object frames show two classes
-    or more). Returns the report also written
+    or more). ``workers`` processes label the frames (``label_pool``); the files are the same
+    for any number. Returns the report also written
     to ``generation_report.json`` (achieved target and visibility shares per split).
     """
     counts = split_counts(num_samples, test_fraction)
     check_game_mode("heist", distribution_mode)
     check_run(seed, random_actions, num_envs)
+    check_workers(workers)
     if not isinstance(empty_fraction, (int, float)) or not 0.0 <= empty_fraction < 1.0:
         raise GenerationError(f"empty_fraction must lie in [0, 1), got {empty_fraction!r}")
     if isinstance(max_frames_per_level, bool) or not isinstance(max_frames_per_level, int) or max_frames_per_level < 1:
@@ -113,58 +123,72 @@ def generate_balanced_dataset(
     quotas = {split: Quota(counts[split], empty_fraction, single_object) for split in SPLITS}
     visible = {split: np.zeros(NONE, np.int64) for split in SPLITS}
     can_stay = random_actions > 0 and max_frames_per_level > 1
-    rollout = Rollout("heist", num_envs, seed, random_actions, distribution_mode)
     raw_frames = 0
-    with DatasetWriter(output_dir, counts) as writer, tqdm(
-        total=num_samples, desc="balanced heist frames", unit="frame", disable=not progress
-    ) as bar:
-        while not writer.complete:
-            if raw_frames > MAX_RAW_FRAMES_PER_SAMPLE * num_samples + 100_000:
-                missing = [TARGETS[k] for s in SPLITS for k in np.flatnonzero(quotas[s].filled < quotas[s].target)]
-                raise GenerationError(
-                    f"found too few frames showing {', '.join(sorted(set(missing)))} in {raw_frames} tries; "
-                    "lower --empty-fraction or use another --distribution-mode"
-                )
-            capture = rollout.run_round()
-            if len(capture.envs) == 0:
-                continue
-            raw_frames += len(capture.envs)
-            rows = label_capture(rollout, capture)
-            splits = np.where(is_test_level(capture.level_seeds, test_fraction), 1, 0)
-            targets = np.full(len(capture.envs), -1, np.int64)
-            for j in range(len(capture.envs)):
-                quota = quotas[SPLITS[splits[j]]]
-                target = quota.choose(rows["visible"][j])
-                if target is not None:
-                    quota.filled[target] += 1
-                    targets[j] = target
-                if can_stay and capture.frames_on_level[j] < max_frames_per_level:
-                    near = np.abs(rows["object_xy"][j] - rows["agent_xy"][j]).max(axis=1) <= NEAR
-                    rollout.keep[capture.envs[j]] = bool((near & quota.behind()).any())
-            rows["target_class"] = np.where(targets == NONE, -1, targets).astype(np.int8)
-            for index, split in enumerate(SPLITS):
-                chosen = (splits == index) & (targets >= 0)
-                taken = writer.add(split, capture.frames[chosen], {k: v[chosen] for k, v in rows.items()})
-                visible[split] += rows["visible"][chosen].sum(axis=0)
-                bar.update(taken)
-        writer.report = {
-            "generator": "balanced",
-            "arguments": {
-                "num_samples": num_samples, "seed": seed, "test_fraction": test_fraction,
-                "random_actions": random_actions, "distribution_mode": distribution_mode,
-                "empty_fraction": empty_fraction, "max_frames_per_level": max_frames_per_level,
-                "single_object": single_object, "num_envs": num_envs,
-            },
-            "frames": counts,
-            "raw_frames_labelled": raw_frames,
-            "procgen_rounds": rollout.rounds,
-            "target_share": {
-                split: dict(zip(TARGETS, (quotas[split].filled / counts[split]).round(4).tolist())) for split in SPLITS
-            },
-            "visible_share": {
-                split: dict(zip(OBJECT_CLASSES, (visible[split] / counts[split]).round(4).tolist())) for split in SPLITS
-            },
-        }
+    with LabelPool(workers, num_envs) as labeller:
+        rollout = Rollout("heist", num_envs, seed, random_actions, distribution_mode)
+        with DatasetWriter(output_dir, counts) as writer, tqdm(
+            total=num_samples, desc="balanced heist frames", unit="frame", disable=not progress
+        ) as bar:
+
+            def write(capture: Capture, rows: dict, splits: np.ndarray, targets: np.ndarray, paths: dict) -> None:
+                """Add a round's chosen frames with all their labels (``paths``: its path_labels)."""
+                rows = in_label_order({**rows, **paths})
+                rows["target_class"] = np.where(targets == NONE, -1, targets).astype(np.int8)
+                for index, split in enumerate(SPLITS):
+                    chosen = (splits == index) & (targets >= 0)
+                    taken = writer.add(split, capture.frames[chosen], {k: v[chosen] for k, v in rows.items()})
+                    visible[split] += rows["visible"][chosen].sum(axis=0)
+                    bar.update(taken)
+
+            last = None  # the last round; the workers find its path labels while the next one is played
+            while not all(quota.full for quota in quotas.values()):
+                if raw_frames > MAX_RAW_FRAMES_PER_SAMPLE * num_samples + 100_000:
+                    missing = [TARGETS[k] for s in SPLITS for k in np.flatnonzero(quotas[s].filled < quotas[s].target)]
+                    raise GenerationError(
+                        f"found too few frames showing {', '.join(sorted(set(missing)))} in {raw_frames} tries; "
+                        "lower --empty-fraction or use another --distribution-mode"
+                    )
+                capture = rollout.run_round()
+                if len(capture.envs) == 0:
+                    continue
+                raw_frames += len(capture.envs)
+                if last is not None:
+                    write(*last[:-1], last[-1]())  # its path labels are read before the next round's start
+                rows, paths = label_round(rollout, labeller, capture)
+                splits = np.where(is_test_level(capture.level_seeds, test_fraction), 1, 0)
+                targets = np.full(len(capture.envs), -1, np.int64)
+                for j in range(len(capture.envs)):
+                    quota = quotas[SPLITS[splits[j]]]
+                    target = quota.choose(rows["visible"][j])
+                    if target is not None:
+                        quota.filled[target] += 1
+                        targets[j] = target
+                    if can_stay and capture.frames_on_level[j] < max_frames_per_level:
+                        near = np.abs(rows["object_xy"][j] - rows["agent_xy"][j]).max(axis=1) <= NEAR
+                        rollout.keep[capture.envs[j]] = bool((near & quota.behind()).any())
+                last = (capture, rows, splits, targets, paths)
+            if last is not None:
+                write(*last[:-1], last[-1]())
+            writer.report = {
+                "generator": "balanced",
+                "arguments": {
+                    "num_samples": num_samples, "seed": seed, "test_fraction": test_fraction,
+                    "random_actions": random_actions, "distribution_mode": distribution_mode,
+                    "empty_fraction": empty_fraction, "max_frames_per_level": max_frames_per_level,
+                    "single_object": single_object, "num_envs": num_envs,
+                },
+                "frames": counts,
+                "raw_frames_labelled": raw_frames,
+                "procgen_rounds": rollout.rounds,
+                "target_share": {
+                    split: dict(zip(TARGETS, (quotas[split].filled / counts[split]).round(4).tolist()))
+                    for split in SPLITS
+                },
+                "visible_share": {
+                    split: dict(zip(OBJECT_CLASSES, (visible[split] / counts[split]).round(4).tolist()))
+                    for split in SPLITS
+                },
+            }
     return writer.report
 
 
@@ -194,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output_dir, args.num_samples, seed=args.seed, test_fraction=args.test_fraction,
             random_actions=args.random_actions, distribution_mode=args.distribution_mode,
             empty_fraction=args.empty_fraction, max_frames_per_level=args.max_frames_per_level,
-            single_object=args.single_object, num_envs=args.num_envs, progress=not args.no_progress,
+            single_object=args.single_object, num_envs=args.num_envs, workers=args.workers,
+            progress=not args.no_progress,
         )
         print(format_shares(report))
 

@@ -194,6 +194,8 @@ def test_an_interrupted_write_leaves_no_file_and_keeps_the_old_ones(tmp_path, ba
         (["--seed", "-3"], "seed must be an integer"),
         (["--distribution-mode", "extreme"], "no 'extreme' distribution mode"),
         (["--output-dir", "{file}/sub"], "choose a writable --output-dir"),
+        (["--workers", "0"], "workers must be a positive integer"),
+        (["--workers", "-2"], "workers must be a positive integer"),
     ],
 )
 def test_bad_input_gets_one_line_and_a_nonzero_exit(main, arguments, message, tmp_path, capsys):

@@ -200,8 +200,12 @@ def data_present(data_dir: str | os.PathLike) -> bool:
     return all((Path(data_dir) / frames).is_file() for frames, _ in SPLIT_FILES.values())
 
 
-def generate_data(data_dir: str | os.PathLike, generate: GenerateSettings, seed: int) -> None:
-    """Write a balanced, labelled Heist data set into ``data_dir`` (settings: the ``generate`` section)."""
+def generate_data(
+    data_dir: str | os.PathLike, generate: GenerateSettings, seed: int, workers: int | None = None
+) -> None:
+    """Write a balanced, labelled Heist data set into ``data_dir`` (settings: the ``generate`` section),
+    labelled by ``workers`` processes (default: one per core; the files are the same for any number)."""
+    from gym_autoencoder.data_generation.arguments import available_cores
     from gym_autoencoder.data_generation.sample_generator_heist import generate_balanced_dataset
 
     generate_balanced_dataset(
@@ -211,6 +215,7 @@ def generate_data(data_dir: str | os.PathLike, generate: GenerateSettings, seed:
         test_fraction=generate.test_fraction,
         random_actions=generate.random_actions,
         distribution_mode=generate.distribution_mode,
+        workers=available_cores() if workers is None else workers,
     )
 
 
