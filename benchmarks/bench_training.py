@@ -12,7 +12,10 @@ alternating rounds, and reports the median frames per second and its ratio to th
   (``both``: the two together);
 - ``compiled``: the model under ``torch.compile`` (inductor);
 - ``1 thread``: ``torch.set_num_threads(1)``;
-- ``batch 128``: twice the batch (with a learning rate scaled alike, the same number of frames).
+- ``batch 128``: twice the batch (the same number of frames).
+
+Then one epoch per model launched by torchrun in 1 process (all threads) and 2 processes (gloo),
+and both data generators with 1 and 2 labelling workers.
 
 Other processes on the machine slow every variant alike; read the ratios. On CUDA the baseline
 and variants run there (``--device cuda``).
@@ -53,7 +56,7 @@ VARIANTS = {
     "compiled": dict(compiled=True), "1 thread": {},
     "batch 128": dict(batch_size=128),
 }
-SECTIONS = ("variants", "ddp")
+SECTIONS = ("variants", "ddp", "generation")
 
 
 def frames_per_second(
@@ -144,6 +147,22 @@ def ddp_table(args: argparse.Namespace) -> None:
             print(f"{name:<20}{one:>12.0f}{two:>14.0f}{two / one:>8.2f}", flush=True)
 
 
+def generation_table(args: argparse.Namespace) -> None:
+    """Frames/s of both generators with 1 and 2 labelling workers, paired rounds
+    (``bench_data_generation.py`` has the full report)."""
+    from bench_data_generation import throughput  # the script beside this one
+
+    from gym_autoencoder.data_generation.sample_generator_heist import generate_balanced_dataset
+    from gym_autoencoder.data_generation.sample_generator_heist_basic import generate_basic_dataset
+
+    print(f"\ndata generation: frames/s of {args.generation_frames} frames, medians of {args.rounds} paired rounds")
+    print(f"{'generator':<12}{'1 worker':>10}{'2 workers':>11}{'ratio':>8}")
+    for name, generate in (("basic", generate_basic_dataset), ("balanced", generate_balanced_dataset)):
+        fps = throughput(generate, args.generation_frames, [1, 2], args.rounds)[0]
+        ratio = statistics.median(two / one for one, two in zip(fps[1], fps[2]))
+        print(f"{name:<12}{statistics.median(fps[1]):>10.0f}{statistics.median(fps[2]):>11.0f}{ratio:>8.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="data/balanced")
@@ -153,12 +172,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="where the variants run (auto: CUDA when present)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--generation-frames", type=int, default=6000)
     args = parser.parse_args()
     device = resolve_device(args.device)
     if "variants" in args.sections:
         variant_table(args, device)
     if "ddp" in args.sections:
         ddp_table(args)
+    if "generation" in args.sections:
+        generation_table(args)
 
 
 if __name__ == "__main__":
