@@ -3,13 +3,14 @@
 Labelling runs in two steps so that the costly one can run in other processes:
 ``draft_labels`` needs only the frames' emulator states (a pure function of them), and
 ``settle_labels`` clears the object pixels the agent hides, which needs the game that drew
-the frames (``data_generation.label_pool`` spreads the drafts over worker processes).
+the frames (``data_generation.label_pool`` spreads the drafts, or their costliest part
+``path_labels``, over worker processes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -99,26 +100,40 @@ def draft_labels(states: Sequence[bytes], parsed: Sequence[HeistState], paths: b
     return DraftLabels(labels, full_counts, redraws)
 
 
+def draft_states(states: Sequence[bytes]) -> DraftLabels:
+    """``draft_labels`` of frames from their emulator states alone (what a labelling worker is sent)."""
+    return draft_labels(states, [parse_heist_state(buf) for buf in states])
+
+
+def join_drafts(parts: Sequence[DraftLabels]) -> DraftLabels:
+    """Drafts of consecutive batches as one draft."""
+    starts = np.cumsum([0] + [len(part.full_counts) for part in parts[:-1]])
+    redraws = [replace(redraw, frame=redraw.frame + int(start)) for part, start in zip(parts, starts)
+               for redraw in part.redraws]
+    return DraftLabels(join_rows([part.labels for part in parts]),
+                       np.concatenate([part.full_counts for part in parts]), redraws)
+
+
 def in_label_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``rows`` in the order of labels.LABEL_ARRAYS (the order of the arrays in a label file)."""
     return {name: rows[name] for name in LABEL_ARRAYS if name in rows}
 
 
 def settle_labels(
-    draft: DraftLabels, games: ProcgenBatch, capture: Capture, states: Sequence[bytes]
+    draft: DraftLabels, games: ProcgenBatch, capture: Capture, restore: Sequence[bytes]
 ) -> dict[str, np.ndarray]:
-    """The labels of ``capture`` from their draft (rows in label order; ``states``: its frames'
-    emulator states).
+    """The labels of ``capture`` from their draft (rows in label order).
 
     Inside the occluders' boxes of a redrawn frame an object pixel stays only where the objects
     change the frame. Each redraw uses the game that showed the frame, which is then set back
-    to the frame's state.
+    to its state in ``restore`` (one per frame: the frame's own state, or the game's state now
+    when it has played on since).
     """
     mask = draft.labels["object_mask"]
     for redraw in draft.redraws:
         j, env = redraw.frame, capture.envs[redraw.frame]
         without = games.render_state(env, redraw.without_objects)
-        games.render_state(env, states[j])
+        games.render_state(env, restore[j])
         unchanged = (capture.frames[j] == without).all(axis=-1)
         mask[j][redraw.region & unchanged] = 0
     if not np.array_equal(draft.labels["level_seeds"], capture.level_seeds):
@@ -132,5 +147,4 @@ def label_capture(rollout: Rollout, capture: Capture) -> dict[str, np.ndarray]:
     """Labels of every frame in ``capture`` (a round of a Heist rollout), one row per frame."""
     states = rollout.games.states()
     captured = [states[i] for i in capture.envs]
-    parsed = [parse_heist_state(buf) for buf in captured]
-    return settle_labels(draft_labels(captured, parsed), rollout.games, capture, captured)
+    return settle_labels(draft_states(captured), rollout.games, capture, captured)

@@ -2,12 +2,14 @@
 
 Procgen steps all environments of a rollout in one process (on its own native threads); what
 the labels cost is Python work per frame (``heist_labels``: parsing the states, object masks,
-walls, the oracle's path search). ``LabelPool`` runs such a task on a round's parsed states in
+walls, the oracle's path search). ``LabelPool`` runs such a task on a round's states in
 consecutive chunks, one per worker process, and joins the results in order, so the labels do
 not depend on the number of workers.
-The generators find a round's labels here except the costliest, ``path_labels`` (the oracle's
-path search, walls), which the workers find while the next round is played (``label_round``;
-the balanced generator's choice of the next round needs only the labels found here).
+While the next round is played, the workers draft a round's labels from its states and this
+process then settles them (``labelled_rounds``, the basic generator); the balanced generator,
+whose choice of the next round needs a round's visibility at once, sends the workers only the
+costliest labels, ``path_labels`` (walls, the oracle's path search), and finds the rest here
+(``label_round``).
 
 Workers start with 'spawn' (fork would copy a process whose Procgen threads may hold locks) and
 talk over one pipe each, sent to and read from this thread: a pool's helper threads would wait
@@ -27,7 +29,8 @@ import numpy as np
 from gym_autoencoder.data_generation.arguments import GenerationError, check_workers
 from gym_autoencoder.data_generation.heist_labels import (
     draft_labels,
-    in_label_order,
+    draft_states,
+    join_drafts,
     join_rows,
     path_labels,
     settle_labels,
@@ -96,7 +99,7 @@ class LabelPool:
         task: Callable[[Sequence[Any]], T],
         join: Callable[[Sequence[T]], T],
     ) -> Callable[[], T]:
-        """Start ``task(items)`` (``path_labels`` of parsed states) in the workers, one chunk each;
+        """Start ``task(items)`` (say ``draft_states`` of a round's states) in the workers, one chunk each;
         the function returned gives its result, the chunks' results put together by ``join``.
         Without workers the function runs the task here. Read each result before the next submit:
         a worker's unread reply would block it.
@@ -182,11 +185,12 @@ def labelled_rounds(
 ) -> Iterator[tuple[Capture, dict[str, np.ndarray], int]]:
     """The rounds of ``rollout`` that captured frames, each with its labels and its number.
 
-    ``labels=False`` gives ``level_seeds`` only (any game). A round is given once the next one
-    has been played (the workers label it meanwhile), so the rollout is one round further on and
-    the caller must not change ``rollout.keep``.
+    ``labels=False`` gives ``level_seeds`` only (any game). A round's labels are drafted from
+    its states (``draft_states``) by the workers while the next round is played, then settled
+    here (redraws by games that have played on, set back to their state now), so a round is
+    given once the next one has been played and the caller must not change ``rollout.keep``.
     """
-    last = None
+    last = None  # the last round captured, the function giving its draft, its number
     while True:
         capture = rollout.run_round()
         if len(capture.envs) == 0:
@@ -194,7 +198,10 @@ def labelled_rounds(
         if not labels:
             yield capture, {"level_seeds": capture.level_seeds}, rollout.rounds
             continue
-        previous = None if last is None else (last[0], in_label_order({**last[1], **last[2]()}), last[3])
-        last = (capture, *label_round(rollout, pool, capture), rollout.rounds)
-        if previous is not None:
-            yield previous
+        states = rollout.games.states()
+        draft = None if last is None else last[1]()  # read before the next submit
+        drafted = pool.submit([states[i] for i in capture.envs], draft_states, join_drafts)
+        if last is not None:
+            done = last[0]
+            yield done, settle_labels(draft, rollout.games, done, [states[i] for i in done.envs]), last[2]
+        last = (capture, drafted, rollout.rounds)

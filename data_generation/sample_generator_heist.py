@@ -157,15 +157,15 @@ def generate_balanced_dataset(
                 rows, paths = label_round(rollout, labeller, capture)
                 splits = np.where(is_test_level(capture.level_seeds, test_fraction), 1, 0)
                 targets = np.full(len(capture.envs), -1, np.int64)
+                near = np.abs(rows["object_xy"] - rows["agent_xy"][:, None]).max(axis=2) <= NEAR  # (m, 7)
                 for j in range(len(capture.envs)):
                     quota = quotas[SPLITS[splits[j]]]
                     target = quota.choose(rows["visible"][j])
                     if target is not None:
                         quota.filled[target] += 1
                         targets[j] = target
-                    if can_stay and capture.frames_on_level[j] < max_frames_per_level:
-                        near = np.abs(rows["object_xy"][j] - rows["agent_xy"][j]).max(axis=1) <= NEAR
-                        rollout.keep[capture.envs[j]] = bool((near & quota.behind()).any())
+                    if can_stay and capture.frames_on_level[j] < max_frames_per_level and near[j].any():
+                        rollout.keep[capture.envs[j]] = bool((near[j] & quota.behind()).any())
                 last = (capture, rows, splits, targets, paths)
             if last is not None:
                 write(*last[:-1], last[-1]())

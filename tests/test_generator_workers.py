@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gym_autoencoder.data_generation.arguments import GenerationError
-from gym_autoencoder.data_generation.heist_labels import join_rows, path_labels
+from gym_autoencoder.data_generation.heist_labels import draft_states, join_drafts, join_rows, path_labels
 from gym_autoencoder.data_generation.label_pool import STOP_SECONDS, LabelPool
 from gym_autoencoder.data_generation.procgen_rollout import Rollout
 from gym_autoencoder.data_generation.sample_generator_heist import generate_balanced_dataset
@@ -46,6 +46,27 @@ def round_states() -> list[HeistState]:
     capture = rollout.run_round()
     states = rollout.games.states()
     return [parse_heist_state(states[i]) for i in capture.envs]
+
+
+def test_drafts_joined_from_chunks_equal_the_whole_draft():
+    rollout = Rollout("heist", 64, 6, 10, "memory")
+    buffers = []
+    for _ in range(4):
+        capture = rollout.run_round()
+        states = rollout.games.states()
+        buffers += [states[i] for i in capture.envs]
+    whole = draft_states(buffers)
+    assert len({r.frame * 3 // len(buffers) for r in whole.redraws}) > 1  # redrawn frames in several chunks
+    with LabelPool(4, 64) as pool:
+        joined = pool.submit(buffers, draft_states, join_drafts)()
+    assert joined.labels.keys() == whole.labels.keys()
+    for name, rows in whole.labels.items():
+        np.testing.assert_array_equal(joined.labels[name], rows, err_msg=name)
+    np.testing.assert_array_equal(joined.full_counts, whole.full_counts)
+    assert [r.frame for r in joined.redraws] == [r.frame for r in whole.redraws]
+    for mine, theirs in zip(joined.redraws, whole.redraws):
+        assert mine.without_objects == theirs.without_objects
+        np.testing.assert_array_equal(mine.region, theirs.region)
 
 
 def test_a_chunk_that_fails_raises_its_error_and_the_pool_stays_in_step(round_states):
