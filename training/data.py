@@ -2,7 +2,7 @@
 
 Frames stay on disk (``np.load(mmap_mode="r")``) and only each mini-batch is read and
 converted by the package's one data path, so a data set need not fit in memory. A data set that
-fits is held on the training device instead (:func:`place_dataset`): its uint8 frames, masks and
+fits is held on the training device instead (:func:`place_rows`): its uint8 frames, masks and
 labels are copied there once and every batch is gathered there, with no copy from the host.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,6 @@ class Dataset:
     directory: Path
     train: Split
     test: Split
-
-    @property
-    def nbytes(self) -> int:
-        return self.train.frames.nbytes + self.test.frames.nbytes
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint records about its data: where, how much, which levels."""
@@ -273,14 +270,12 @@ class PixelWeights:
         scale = np.ones(len(OBJECT_CLASSES)) if class_scale is None else class_scale
         self.table = torch.tensor([1.0, *(1.0 + (factor - 1.0) * scale)], dtype=torch.float32)
 
-    def hold(self, device: torch.device) -> None:
-        self.mask.hold(device)
-        self.table = self.table.to(device)
-
     def batch(self, indices: Indices, device: torch.device) -> torch.Tensor:
         """(B, 1, 64, 64) weights of frames ``indices``."""
         classes = self.mask.take(indices, device).long()
-        return self.table.to(device)[classes].unsqueeze(1)
+        if self.table.device != classes.device:
+            self.table = self.table.to(classes.device)  # once, not for every batch
+        return self.table[classes].unsqueeze(1)
 
 
 def pixel_weights(split: Split, factor: float, class_scale: np.ndarray | None = None) -> PixelWeights | None:
@@ -297,11 +292,14 @@ def fits_on(device: torch.device, nbytes: int) -> bool:
     return nbytes <= DEVICE_SHARE * free
 
 
-def place_dataset(dataset: Dataset, device: torch.device, placement: str) -> str:
-    """Hold ``dataset``'s frames on ``device`` (``placement`` "device", or "auto" when they fit)
-    or leave them memory-mapped; returns where they are: "device" or "memory_map"."""
-    if placement == "memory_map" or (placement == "auto" and not fits_on(device, dataset.nbytes)):
+def place_rows(rows: Sequence[Rows], device: torch.device, placement: str) -> str:
+    """Hold all of ``rows`` (frames, masks, labels) on ``device`` (``placement`` "device", or
+    "auto" when together they fit) or leave them on the host; returns where they are: "device"
+    or "memory_map"."""
+    if placement == "memory_map" or (
+        placement == "auto" and not fits_on(device, sum(part.array.nbytes for part in rows))
+    ):
         return "memory_map"
-    for split in (dataset.train, dataset.test):
-        split.rows.hold(device)
+    for part in rows:
+        part.hold(device)
     return "device"

@@ -29,7 +29,7 @@ from gym_autoencoder.payload import check_weights, load_payload, save_payload
 from gym_autoencoder.training.acceleration import StepSettings
 from gym_autoencoder.training.config import Recipe
 from gym_autoencoder.training.data import (
-    Dataset, Indices, PixelWeights, Rows, Split, class_balance, epoch_batches, pixel_weights, place_dataset,
+    Dataset, Indices, PixelWeights, Rows, Split, class_balance, epoch_batches, pixel_weights, place_rows,
 )
 from gym_autoencoder.training.distributed import ONE_PROCESS, Processes
 from gym_autoencoder.training.heads import LabelHead, head_accuracy, state_labels, visibility_labels, warm_start
@@ -149,14 +149,10 @@ class Objective:
                 heads[name] = LabelHead(model.encoding_shape, labels[name][dataset.train.name], strength, balanced)
         return cls(recipe.loss_reduction, weights, heads, labels, steps)
 
-    def hold(self, device: torch.device) -> None:
-        """Keep the pixel weights and labels on ``device`` beside frames held there."""
-        for weights in self.weights.values():
-            if weights is not None:
-                weights.hold(device)
-        for by_split in self.label_rows.values():
-            for rows in by_split.values():
-                rows.hold(device)
+    def rows(self) -> list[Rows]:
+        """The per-frame arrays the loss reads beside the frames: pixel-weight masks and head labels."""
+        masks = [weights.mask for weights in self.weights.values() if weights is not None]
+        return masks + [rows for by_split in self.label_rows.values() for rows in by_split.values()]
 
     def modules(self, model: BaseAutoencoder) -> nn.ModuleList:
         """The model and the heads: what trains, switches mode and is saved together."""
@@ -342,9 +338,8 @@ def train(
     steps = StepSettings.resolve(device, recipe.precision, recipe.memory_format)
     objective = Objective.for_recipe(model, recipe, dataset, steps)
     modules = steps.prepare(objective.modules(model))
-    placement = place_dataset(dataset, device, recipe.data_placement)
-    if placement == "device":
-        objective.hold(device)
+    held = [dataset.train.rows, dataset.test.rows, *objective.rows()]
+    placement = place_rows(held, device, recipe.data_placement)
     metadata = {**metadata, "training": {**steps.describe(), "data": placement}}
     say(f"{run_dir.name}: steps in {steps.precision}, {steps.memory_format}; data "
         + ("held on the device" if placement == "device" else "memory-mapped"))
